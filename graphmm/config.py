@@ -1,0 +1,244 @@
+"""Typed schemas for the Hydra config, and the checks that run before any work.
+
+The dataclasses below are registered in Hydra's ConfigStore and sit at the top of
+each YAML file's defaults list, so composing a config with an unknown key or a value
+of the wrong type fails at once, naming the key. :func:`validate_config` then checks
+what types cannot: combinations that are impossible, and a writable output folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the offending key."""
+
+
+# ---------------------------------------------------------------- data
+@dataclass
+class DigitsDataConf:
+    """The embedded ``digits`` dataset (:func:`graphmm.data.load_digits`)."""
+
+    _target_: str = "graphmm.data.load_digits"
+    _convert_: str = "all"
+    modalities: List[str] = field(default_factory=lambda: ["text", "image", "audio"])
+    text_presence: float = 1.0
+    image_presence: float = 1.0
+    audio_presence: float = 1.0
+    text_informative: float = 0.3
+    image_noise_std: float = 0.15
+    image_occlusion_prob: float = 0.3
+    image_occlusion_size: int = 4
+    audio_snr_db: Optional[float] = 5.0
+    audio_drop_tone: float = 0.25
+    audio_duration: List[float] = field(default_factory=lambda: [0.12, 0.30])
+    audio_offset: List[float] = field(default_factory=lambda: [0.03, 0.08])
+    audio_amplitude: List[float] = field(default_factory=lambda: [0.2, 0.6])
+    sample_rate: int = 8000
+    split: List[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    seed: int = 0
+
+
+# ---------------------------------------------------------------- graph
+@dataclass
+class TextGraphConf:
+    _target_: str = "graphmm.graphs.TextGraphBuilder"
+    window: int = 3
+    next: bool = True
+    min_freq: int = 1
+    max_tokens: Optional[int] = None
+    hash_buckets: int = 4096
+
+
+@dataclass
+class ImageGraphConf:
+    _target_: str = "graphmm.graphs.ImageGraphBuilder"
+    patch_size: int = 4
+    stride: Optional[int] = None
+    neighbors: int = 4
+    knn: int = 0
+    channels: Optional[int] = None
+
+
+@dataclass
+class AudioGraphConf:
+    _target_: str = "graphmm.graphs.AudioGraphBuilder"
+    sample_rate: int = 8000
+    n_mels: int = 40
+    n_fft: int = 256
+    win_length: Optional[int] = None
+    hop_length: int = 128
+    window: int = 1
+    normalize: bool = True
+
+
+@dataclass
+class CrossModalConf:
+    _target_: str = "graphmm.graphs.CrossModalBuilder"
+    bipartite: List[List[str]] = field(default_factory=list)
+    summary: bool = True
+    align: List[List[str]] = field(default_factory=list)
+
+
+@dataclass
+class GraphConf:
+    """A graph recipe: one builder per modality (``null`` ignores that modality)."""
+
+    _target_: str = "graphmm.graphs.MultimodalGraphBuilder"
+    text: Optional[TextGraphConf] = field(default_factory=TextGraphConf)
+    image: Optional[ImageGraphConf] = field(default_factory=ImageGraphConf)
+    audio: Optional[AudioGraphConf] = field(default_factory=AudioGraphConf)
+    cross: Optional[CrossModalConf] = field(default_factory=CrossModalConf)
+
+
+# ---------------------------------------------------------------- model
+@dataclass
+class ModelConf:
+    """:class:`graphmm.nn.GraphClassifier`; sizes of the data are filled in at run time."""
+
+    _target_: str = "graphmm.nn.GraphClassifier"
+    hidden: int = 64
+    num_layers: int = 2
+    conv: str = "gat"
+    heads: int = 4
+    conv_kwargs: Dict[str, Any] = field(default_factory=dict)
+    aggregate: str = "sum"
+    dropout: float = 0.1
+    activation: str = "relu"
+    pool: str = "mean"
+    fusion: str = "attention"
+    head_hidden: Optional[int] = None
+
+
+# ---------------------------------------------------------------- trainer
+@dataclass
+class OptimizerConf:
+    _target_: str = "torch.optim.AdamW"
+    _partial_: bool = True
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+
+
+@dataclass
+class TrainerConf:
+    max_epochs: int = 40
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    patience: int = 8
+    monitor: str = "val/acc"
+    device: str = "cpu"
+    num_workers: int = 0
+    grad_clip: Optional[float] = 1.0
+    limit_train_batches: Optional[int] = None
+    progress: bool = True
+    optimizer: OptimizerConf = field(default_factory=OptimizerConf)
+    scheduler: Optional[Any] = None
+
+
+@dataclass
+class Config:
+    data: Any = MISSING
+    graph: GraphConf = MISSING
+    model: ModelConf = MISSING
+    trainer: TrainerConf = MISSING
+    name: str = "digits"
+    seed: int = 0
+    output_dir: Optional[str] = None
+
+
+def register_configs() -> None:
+    """Put the schemas in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    cs.store(group="data", name="digits_schema", node=DigitsDataConf)
+    cs.store(group="graph", name="graph_schema", node=GraphConf)
+    cs.store(group="model", name="model_schema", node=ModelConf)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConf)
+
+
+register_configs()
+
+#: Root of the YAML configs shipped with the package.
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+_MONITORS = {"val/acc", "val/loss", "val/f1"}
+_DEVICES = {"cpu", "cuda", "auto"}
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Checks that types alone cannot express. Raises :class:`ConfigError` naming the key.
+
+    * ``model.heads`` must divide ``model.hidden`` for ``model.conv=gat``;
+    * ``model.conv``, ``model.pool``, ``model.fusion`` must be known names;
+    * every node type a cross-modal relation names must come from an enabled modality;
+    * at least one modality builder must be on;
+    * ``trainer.monitor`` and ``trainer.device`` must be known values;
+    * the output folder must be writable.
+    """
+    from graphmm.nn import list_convs  # deferred: importing torch/dgl is slow
+
+    m = cfg.model
+    if m.conv not in list_convs():
+        raise ConfigError(f"model.conv={m.conv!r} is not a registered convolution; known: {list_convs()}")
+    if m.conv == "gat" and m.hidden % m.heads:
+        raise ConfigError(
+            f"model.heads={m.heads} must divide model.hidden={m.hidden} (GAT concatenates its heads)"
+        )
+    for key, known in (("pool", ("mean", "max", "attention")), ("fusion", ("concat", "attention"))):
+        if m[key] not in known:
+            raise ConfigError(f"model.{key}={m[key]!r} is not one of {list(known)}")
+    for key in ("hidden", "num_layers"):
+        if m[key] < 1:
+            raise ConfigError(f"model.{key} must be >= 1, got {m[key]}")
+    if not 0.0 <= m.dropout < 1.0:
+        raise ConfigError(f"model.dropout must be in [0, 1), got {m.dropout}")
+
+    g = cfg.graph
+    enabled = {nt for nt, key in (("word", "text"), ("patch", "image"), ("frame", "audio")) if g[key] is not None}
+    if not enabled:
+        raise ConfigError("graph: every modality builder is null; enable at least one of graph.text/image/audio")
+    alias = {"text": "word", "image": "patch", "audio": "frame"}
+    if g.cross is not None:
+        for kind in ("bipartite", "align"):
+            for pair in g.cross[kind]:
+                for name in pair:
+                    nt = alias.get(name, name)
+                    if nt not in enabled:
+                        raise ConfigError(
+                            f"graph.cross.{kind} names node type {name!r}, which no enabled modality produces "
+                            f"(enabled: {sorted(enabled)})"
+                        )
+
+    t = cfg.trainer
+    if t.monitor not in _MONITORS:
+        raise ConfigError(f"trainer.monitor={t.monitor!r} is not one of {sorted(_MONITORS)}")
+    if t.device not in _DEVICES:
+        raise ConfigError(f"trainer.device={t.device!r} is not one of {sorted(_DEVICES)}")
+    for key in ("max_epochs", "batch_size", "eval_batch_size"):
+        if t[key] < 1:
+            raise ConfigError(f"trainer.{key} must be >= 1, got {t[key]}")
+
+
+def check_writable(path: str | os.PathLike[str], key: str = "output_dir") -> Path:
+    """Create ``path`` if needed and prove it is writable; :class:`ConfigError` otherwise."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{key}={str(p)!r} is not a writable folder: {err.strerror or err}") from err
+    return p
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    """Resolved plain-dict copy of a config (for checkpoints and JSON)."""
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,15 @@
+"""Multimodal samples, datasets and the embedded ``digits`` dataset."""
+
+from graphmm.data.dataset import SampleDataset
+from graphmm.data.digits import DIGIT_WORDS, DTMF_FREQS, DigitsConfig, load_digits
+from graphmm.data.sample import MODALITIES, Sample
+
+__all__ = [
+    "DIGIT_WORDS",
+    "DTMF_FREQS",
+    "MODALITIES",
+    "DigitsConfig",
+    "Sample",
+    "SampleDataset",
+    "load_digits",
+]

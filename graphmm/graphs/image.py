@@ -1,0 +1,190 @@
+"""Image to ``patch`` nodes: p x p patches, grid adjacency and pixel-space kNN."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from graphmm.graphs._util import EdgeDict, NodeBlock, knn_in_groups, segment_offsets
+
+
+class ImageGraphBuilder:
+    """Builds ``patch`` nodes from ``C x H x W`` images and their relations.
+
+    An image gives a grid of :math:`n_H \\times n_W` patches with
+    :math:`n_H = \\lfloor (H - p) / s \\rfloor + 1` (likewise :math:`n_W`), numbered
+    row-major. Pixels a stride does not reach at the bottom/right edge are dropped.
+
+    Relations (canonical edge types):
+
+    * ``('patch', 'adjacent', 'patch')``: grid neighbours, 4 (up/down/left/right) or 8
+      (with diagonals). Symmetric, so both directions are stored. A 3 x 3 grid has 12
+      undirected 4-neighbour pairs and 20 undirected 8-neighbour pairs.
+    * ``('patch', 'similar', 'patch')``: ViG-style kNN in pixel space, an edge
+      :math:`j \\to i` for each of the ``knn`` nearest patches :math:`j \\ne i` of the
+      same image, with the reverse ``('patch', 'rev_similar', 'patch')``.
+
+    Node data: ``pixels`` ``(N, C*p*p)`` (channel-major, as ``torch.nn.functional.unfold``),
+    ``rc`` ``(N, 2)`` int64 grid row and column, ``grid`` ``(N, 2)`` patch centre
+    normalised to [0, 1], ``span`` ``(N, 2)`` the patch's horizontal extent as a
+    fraction of the image width (used by positional alignment).
+
+    Args:
+        patch_size: ``p``.
+        stride: ``s``; ``None`` means ``p`` (non-overlapping).
+        neighbors: 4, 8, or 0 to switch ``adjacent`` off.
+        knn: neighbours of the ``similar`` relation; 0 switches it off.
+        channels: expected ``C``; ``None`` accepts any, inferred by :meth:`fit`.
+    """
+
+    def __init__(
+        self,
+        patch_size: int = 4,
+        stride: int | None = None,
+        neighbors: int = 4,
+        knn: int = 0,
+        channels: int | None = None,
+    ) -> None:
+        if patch_size < 1:
+            raise ValueError(f"patch_size must be >= 1, got {patch_size}")
+        if stride is not None and stride < 1:
+            raise ValueError(f"stride must be >= 1 or None, got {stride}")
+        if neighbors not in (0, 4, 8):
+            raise ValueError(f"neighbors must be 0, 4 or 8, got {neighbors}")
+        if knn < 0:
+            raise ValueError(f"knn must be >= 0, got {knn}")
+        self.patch_size = int(patch_size)
+        self.stride = int(stride) if stride is not None else int(patch_size)
+        self.neighbors = int(neighbors)
+        self.knn = int(knn)
+        self.channels = channels
+
+    @property
+    def relations(self) -> list[tuple[str, str, str]]:
+        rels = []
+        if self.neighbors:
+            rels.append(("patch", "adjacent", "patch"))
+        if self.knn:
+            rels += [("patch", "similar", "patch"), ("patch", "rev_similar", "patch")]
+        return rels
+
+    def feature_dim(self) -> int:
+        """Width of ``pixels``: ``C * p * p`` (``C`` = 1 until known)."""
+        return (self.channels or 1) * self.patch_size**2
+
+    def grid_shape(self, height: int, width: int) -> tuple[int, int]:
+        p, s = self.patch_size, self.stride
+        return (height - p) // s + 1, (width - p) // s + 1
+
+    def validate(self, image: object, where: str) -> torch.Tensor:
+        """Check one image; returns it as float32. Raises ``ValueError`` naming ``where``."""
+        if not isinstance(image, torch.Tensor):
+            raise ValueError(f"{where}: image must be a torch.Tensor (C x H x W), got {type(image).__name__}")
+        if image.dim() != 3:
+            hint = " (for a grayscale H x W image use image[None])" if image.dim() == 2 else ""
+            raise ValueError(f"{where}: image must have rank 3 (C x H x W), got shape {tuple(image.shape)}{hint}")
+        if not image.is_floating_point():
+            raise ValueError(
+                f"{where}: image must be a float tensor in [0, 1], got dtype {image.dtype} (divide uint8 images by 255)"
+            )
+        if not torch.isfinite(image).all():
+            raise ValueError(f"{where}: image has NaN or inf values")
+        c, h, w = image.shape
+        if self.channels is not None and c != self.channels:
+            raise ValueError(f"{where}: image has {c} channels, the builder expects {self.channels}")
+        if h < self.patch_size or w < self.patch_size:
+            raise ValueError(
+                f"{where}: image of {h} x {w} is smaller than one {self.patch_size} x {self.patch_size} patch"
+            )
+        if image.numel() and (image.min() < 0 or image.max() > 1):
+            raise ValueError(
+                f"{where}: image values must lie in [0, 1], got [{float(image.min()):.3g}, {float(image.max()):.3g}]"
+            )
+        return image.to(torch.float32)
+
+    def fit(self, images: Sequence[torch.Tensor]) -> ImageGraphBuilder:
+        """Infer ``channels`` from training images when it was not given."""
+        if self.channels is None and len(images):
+            chans = {int(im.shape[0]) for im in images}
+            if len(chans) != 1:
+                raise ValueError(f"training images have mixed channel counts {sorted(chans)}; set channels")
+            self.channels = chans.pop()
+        return self
+
+    def build(self, images: Sequence[torch.Tensor]) -> NodeBlock:
+        """Patch nodes and edges for a batch of validated images.
+
+        Images of equal shape are unfolded together in one call.
+
+        Shapes:
+            pixels ``(N, C*p*p)``, rc ``(N, 2)``, grid ``(N, 2)``, span ``(N, 2)`` with
+            ``N`` the total number of patches.
+        """
+        p, s = self.patch_size, self.stride
+        b = len(images)
+        chans = {int(im.shape[0]) for im in images}
+        if len(chans) > 1:
+            raise ValueError(f"images of one batch must share a channel count, got {sorted(chans)}")
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, im in enumerate(images):
+            groups.setdefault(tuple(im.shape), []).append(i)
+
+        counts = torch.zeros(b, dtype=torch.int64)
+        grid_hw = torch.zeros(b, 2, dtype=torch.int64)
+        widths = torch.zeros(b, dtype=torch.float32)
+        per_sample: list[torch.Tensor | None] = [None] * b
+        knn_local: dict[int, torch.Tensor] = {}
+        for (c, h, w), members in groups.items():
+            stack = torch.stack([images[i] for i in members])
+            cols = F.unfold(stack, kernel_size=p, stride=s).transpose(1, 2)  # (G, L, C*p*p)
+            nh, nw = self.grid_shape(h, w)
+            if self.knn:
+                nbrs = knn_in_groups(cols, self.knn)
+            for j, i in enumerate(members):
+                per_sample[i] = cols[j]
+                if self.knn:
+                    knn_local[i] = nbrs[j]
+            idx = torch.tensor(members)
+            counts[idx] = nh * nw
+            grid_hw[idx] = torch.tensor([nh, nw])
+            widths[idx] = float(w)
+
+        total = int(counts.sum())
+        dim = (next(iter(chans)) if chans else (self.channels or 1)) * p * p
+        pixels = torch.cat(per_sample) if b else torch.zeros(0, dim)
+        offsets, seg = segment_offsets(counts)
+        local = torch.arange(total, dtype=torch.int64) - offsets[seg]
+        nh, nw = grid_hw[seg, 0], grid_hw[seg, 1]
+        r, c = local // nw.clamp(min=1), local % nw.clamp(min=1)
+        grid = torch.stack([(r + 0.5) / nh, (c + 0.5) / nw], dim=1).to(torch.float32)
+        left = (c * s).to(torch.float32) / widths[seg]
+        span = torch.stack([left, left + p / widths[seg]], dim=1)
+
+        edges: EdgeDict = {}
+        idx = torch.arange(total, dtype=torch.int64)
+        if self.neighbors:
+            steps = [(0, 1), (1, 0)] + ([(1, 1), (1, -1)] if self.neighbors == 8 else [])
+            src_l, dst_l = [], []
+            for dr, dc in steps:  # a constant number of grid offsets, each vectorised
+                ok = (r + dr < nh) & (c + dc >= 0) & (c + dc < nw)
+                src_l.append(idx[ok])
+                dst_l.append(idx[ok] + dr * nw[ok] + dc)
+            src, dst = torch.cat(src_l), torch.cat(dst_l)
+            edges[("patch", "adjacent", "patch")] = (torch.cat([src, dst]), torch.cat([dst, src]))
+        if self.knn:
+            nbr = [knn_local[i] + offsets[i] for i in range(b)]
+            k = [n.shape[1] for n in nbr]
+            dst = torch.repeat_interleave(idx, torch.tensor(k, dtype=torch.int64)[seg]) if total else idx
+            src = torch.cat([n.reshape(-1) for n in nbr]) if b else idx
+            edges[("patch", "similar", "patch")] = (src, dst)
+            edges[("patch", "rev_similar", "patch")] = (dst, src)
+        data = {"pixels": pixels, "rc": torch.stack([r, c], dim=1), "grid": grid, "span": span}
+        return NodeBlock(ntype="patch", counts=counts, data=data, edges=edges)
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageGraphBuilder(patch_size={self.patch_size}, stride={self.stride}, "
+            f"neighbors={self.neighbors}, knn={self.knn})"
+        )

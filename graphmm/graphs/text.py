@@ -1,0 +1,199 @@
+"""Text to ``word`` nodes: tokenizer, vocabulary and the word-level relations."""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from graphmm.graphs._util import EdgeDict, NodeBlock, segment_offsets
+
+PAD, UNK = "<pad>", "<unk>"
+_TOKEN_RE = re.compile(r"[\w']+|[^\w\s]")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case word tokenizer: runs of word characters (apostrophes kept), and
+    every other non-space character as its own token.
+
+    Example:
+        >>> tokenize("It's 7 -- seven!")
+        ["it's", '7', '-', '-', 'seven', '!']
+    """
+    return _TOKEN_RE.findall(text.lower())
+
+
+class Vocab:
+    """Token to id map with ``<pad>`` = 0 and ``<unk>`` = 1.
+
+    Args:
+        tokens: the vocabulary after the two special tokens, in id order.
+    """
+
+    def __init__(self, tokens: Sequence[str] = ()) -> None:
+        self.itos: list[str] = [PAD, UNK] + [t for t in tokens if t not in (PAD, UNK)]
+        self.stoi: dict[str, int] = {t: i for i, t in enumerate(self.itos)}
+        if len(self.stoi) != len(self.itos):
+            raise ValueError("Vocab tokens must be unique")
+
+    @classmethod
+    def build(
+        cls, documents: Iterable[Sequence[str]], min_freq: int = 1, max_size: int | None = None
+    ) -> Vocab:
+        """Vocabulary of tokens seen at least ``min_freq`` times, most frequent first
+        (ties broken alphabetically so the ids never depend on input order)."""
+        if min_freq < 1:
+            raise ValueError(f"min_freq must be >= 1, got {min_freq}")
+        counts = Counter(tok for doc in documents for tok in doc)
+        kept = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
+        return cls(kept[:max_size] if max_size is not None else kept)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.stoi
+
+    def lookup(self, tokens: Sequence[str]) -> torch.Tensor:
+        """Ids of ``tokens``; unknown tokens map to ``<unk>`` (1). Shape ``(len(tokens),)``."""
+        return torch.tensor([self.stoi.get(t, 1) for t in tokens], dtype=torch.int64)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"itos": list(self.itos)}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> Vocab:
+        itos = list(state["itos"])
+        if itos[:2] != [PAD, UNK]:
+            raise ValueError("not a graphmm Vocab state: the first two tokens must be <pad>, <unk>")
+        return cls(itos[2:])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocab) and self.itos == other.itos
+
+    def __repr__(self) -> str:
+        return f"Vocab(size={len(self)})"
+
+
+class TextGraphBuilder:
+    """Builds ``word`` nodes (one per token occurrence) and their relations.
+
+    Relations (canonical edge types):
+
+    * ``('word', 'next', 'word')``: token :math:`i \\to i+1`, with the reverse
+      ``('word', 'rev_next', 'word')``.
+    * ``('word', 'cooccur', 'word')``: TextING-style co-occurrence, tokens :math:`i, j`
+      with :math:`0 < |i - j| < w` (both inside one sliding window of size ``w``).
+      It is symmetric, so it holds both directions itself.
+
+    Word ids: after :meth:`fit` they come from a :class:`Vocab` built on training
+    text (``<pad>`` = 0, ``<unk>`` = 1). Before any fit, a token's id is
+    ``2 + crc32(token) mod hash_buckets``, a stable hash that needs no training data, so
+    the embedding table then has ``2 + hash_buckets`` rows.
+
+    Args:
+        window: co-occurrence window size ``w``; ``w <= 1`` switches ``cooccur`` off.
+        next: add the ``next``/``rev_next`` order relations.
+        min_freq: minimum training frequency for a token to enter the vocabulary.
+        max_tokens: truncate longer texts to this many tokens (``None``: keep all).
+        hash_buckets: buckets of the pre-fit hashing scheme.
+    """
+
+    def __init__(
+        self,
+        window: int = 3,
+        next: bool = True,  # noqa: A002 - the relation's name
+        min_freq: int = 1,
+        max_tokens: int | None = None,
+        hash_buckets: int = 4096,
+    ) -> None:
+        if hash_buckets < 1:
+            raise ValueError(f"hash_buckets must be >= 1, got {hash_buckets}")
+        if max_tokens is not None and max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1 or None, got {max_tokens}")
+        self.window = int(window)
+        self.next = bool(next)
+        self.min_freq = int(min_freq)
+        self.max_tokens = max_tokens
+        self.hash_buckets = int(hash_buckets)
+        self.vocab: Vocab | None = None
+
+    @property
+    def relations(self) -> list[tuple[str, str, str]]:
+        rels = []
+        if self.next:
+            rels += [("word", "next", "word"), ("word", "rev_next", "word")]
+        if self.window > 1:
+            rels.append(("word", "cooccur", "word"))
+        return rels
+
+    @property
+    def vocab_size(self) -> int:
+        """Rows the word embedding needs: ``len(vocab)``, or ``2 + hash_buckets`` before fit."""
+        return len(self.vocab) if self.vocab is not None else 2 + self.hash_buckets
+
+    def tokens(self, text: str) -> list[str]:
+        toks = tokenize(text)
+        return toks[: self.max_tokens] if self.max_tokens is not None else toks
+
+    def fit(self, texts: Iterable[str]) -> TextGraphBuilder:
+        """Build the vocabulary from training texts. Returns ``self``."""
+        self.vocab = Vocab.build((self.tokens(t) for t in texts), min_freq=self.min_freq)
+        return self
+
+    def ids(self, tokens: Sequence[str]) -> torch.Tensor:
+        """Token ids, shape ``(len(tokens),)``, int64 (see the class docstring)."""
+        if self.vocab is not None:
+            return self.vocab.lookup(tokens)
+        return torch.tensor(
+            [2 + zlib.crc32(t.encode("utf-8")) % self.hash_buckets for t in tokens], dtype=torch.int64
+        )
+
+    def build(self, texts: Sequence[str]) -> NodeBlock:
+        """Word nodes and edges for a batch of texts, node ids local to the batch.
+
+        Shapes:
+            token, pos: ``(N,)`` int64; span: ``(N, 2)`` float32, where ``N`` is the
+            total number of tokens of the batch.
+        """
+        toks = [self.tokens(t) for t in texts]
+        counts = torch.tensor([len(t) for t in toks], dtype=torch.int64)
+        flat = [tok for ts in toks for tok in ts]
+        token = self.ids(flat)
+        offsets, seg = segment_offsets(counts)
+        pos = torch.arange(len(flat), dtype=torch.int64) - offsets[seg]
+        length = counts[seg]
+        n = length.clamp(min=1).to(torch.float32)
+        span = torch.stack([pos / n, (pos + 1) / n], dim=1)
+
+        edges: EdgeDict = {}
+        idx = torch.arange(len(flat), dtype=torch.int64)
+        if self.next:
+            src = idx[pos + 1 < length]
+            edges[("word", "next", "word")] = (src, src + 1)
+            edges[("word", "rev_next", "word")] = (src + 1, src)
+        if self.window > 1:
+            # one pass per window offset d, each pass vectorised over all tokens
+            fwd = [idx[pos + d < length] for d in range(1, self.window)]
+            src = torch.cat([f for f in fwd]) if fwd else idx[:0]
+            dst = torch.cat([f + d for d, f in enumerate(fwd, start=1)]) if fwd else idx[:0]
+            edges[("word", "cooccur", "word")] = (torch.cat([src, dst]), torch.cat([dst, src]))
+        return NodeBlock(
+            ntype="word", counts=counts, data={"token": token, "pos": pos, "span": span}, edges=edges
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"vocab": self.vocab.state_dict() if self.vocab is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.vocab = Vocab.from_state_dict(state["vocab"]) if state.get("vocab") else None
+
+    def __repr__(self) -> str:
+        return (
+            f"TextGraphBuilder(window={self.window}, next={self.next}, "
+            f"vocab={len(self.vocab) if self.vocab is not None else 'hashed'})"
+        )

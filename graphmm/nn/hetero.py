@@ -1,0 +1,303 @@
+"""Heterogeneous message passing over all relations of the multimodal graph."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import dgl
+from dgl.nn.pytorch import HeteroGraphConv
+from torch import Tensor, nn
+
+from .conv import get_activation
+from .registry import build_conv, get_conv
+
+__all__ = ["AGGREGATES", "CanonicalEType", "HeteroGNN", "RelationGraphConv", "as_canonical_etypes"]
+
+CanonicalEType = tuple[str, str, str]
+
+#: Ways to combine the outputs of several relations that end in one node type.
+AGGREGATES: tuple[str, ...] = ("sum", "mean", "max", "min")
+
+
+def as_canonical_etypes(etypes: Sequence[Sequence[str]]) -> list[CanonicalEType]:
+    """Normalise canonical edge types (e.g. lists from a YAML config) to tuples.
+
+    Raises:
+        ValueError: If an entry is not a ``(src, rel, dst)`` triple or repeats.
+    """
+    out: list[CanonicalEType] = []
+    for et in etypes:
+        if isinstance(et, str) or len(et) != 3:
+            raise ValueError(
+                f"canonical edge types must be (src, relation, dst) triples, got {et!r}; "
+                f"pass g.canonical_etypes."
+            )
+        cet = (str(et[0]), str(et[1]), str(et[2]))
+        if cet in out:
+            raise ValueError(f"canonical edge type {cet} is listed twice.")
+        out.append(cet)
+    return out
+
+
+class RelationGraphConv(HeteroGraphConv):
+    r""":class:`dgl.nn.HeteroGraphConv` keyed strictly by canonical edge type.
+
+    For every destination type :math:`t`
+
+    .. math::
+
+        z_t = \operatorname{AGG}_{(s, r, t)}\; f_{(s, r, t)}\big(G_{(s,r,t)}, (h_s, h_t)\big)
+
+    The same relation name occurs for several node-type pairs (``("word", "next",
+    "word")`` and ``("frame", "next", "frame")``), so modules and per-relation
+    options are looked up by the full ``(src, rel, dst)`` triple only, never by
+    the bare name. Relations whose source or destination type has no input
+    features are skipped; a relation with zero edges still runs so that a sample
+    gives the same result alone and inside any batch.
+
+    Args:
+        mods: One module per canonical edge type.
+        aggregate: One of :data:`AGGREGATES`. Default: ``"sum"``.
+
+    Example:
+        >>> import dgl, torch
+        >>> from graphmm.nn import build_conv
+        >>> from graphmm.nn.hetero import RelationGraphConv
+        >>> g = dgl.heterograph({
+        ...     ("word", "next", "word"): ([0], [1]),
+        ...     ("frame", "next", "frame"): ([], []),
+        ...     ("patch", "rev_cross", "word"): ([0], [0]),
+        ... }, num_nodes_dict={"word": 2, "patch": 1, "frame": 0})
+        >>> conv = RelationGraphConv({et: build_conv("sum", 4, 4) for et in g.canonical_etypes})
+        >>> out = conv(g, {"word": torch.ones(2, 4), "patch": torch.ones(1, 4),
+        ...                "frame": torch.ones(0, 4)})
+        >>> {k: tuple(v.shape) for k, v in out.items()}
+        {'frame': (0, 4), 'word': (2, 4)}
+
+    Shapes:
+        - Input: ``dict[ntype, (N_ntype, D_in)]``.
+        - Output: ``dict[ntype, (N_ntype, D_out)]`` for types that are the
+          destination of at least one relation with known endpoints.
+    """
+
+    def __init__(self, mods: Mapping[CanonicalEType, nn.Module], aggregate: str = "sum") -> None:
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"Unknown aggregate {aggregate!r}; choose one of {list(AGGREGATES)}.")
+        mods = {tuple(k): v for k, v in mods.items()}
+        for key in mods:
+            if len(key) != 3:
+                raise ValueError(f"modules must be keyed by (src, rel, dst), got key {key!r}")
+        super().__init__(mods, aggregate=aggregate)
+        self.aggregate = aggregate
+
+    def forward(  # type: ignore[override]
+        self,
+        g: dgl.DGLGraph,
+        inputs: Mapping[str, Tensor],
+        return_attention: bool = False,
+    ) -> dict[str, Tensor] | tuple[dict[str, Tensor], dict[CanonicalEType, Tensor]]:
+        """Run every relation module and aggregate per destination type.
+
+        Args:
+            g: A (batched) heterograph.
+            inputs: Node features per type.
+            return_attention: Also return ``(E, heads)`` attention per relation
+                from modules that support it.
+
+        Returns:
+            Aggregated outputs per destination type, and the attention dict if
+            requested.
+        """
+        outputs: dict[str, list[Tensor]] = {}
+        attention: dict[CanonicalEType, Tensor] = {}
+        for cet in g.canonical_etypes:
+            stype, _, dtype = cet
+            if stype not in inputs or dtype not in inputs:
+                continue
+            mod = self.mod_dict.get(cet)
+            if mod is None:
+                raise KeyError(
+                    f"the graph has relation {cet} but the model has no module for it; "
+                    f"build the model with canonical_etypes=g.canonical_etypes."
+                )
+            feat = (inputs[stype], inputs[dtype])
+            if return_attention and getattr(mod, "supports_attention", False):
+                out, attn = mod(g[cet], feat, get_attention=True)
+                attention[cet] = attn
+            else:
+                out = mod(g[cet], feat)
+            outputs.setdefault(dtype, []).append(out)
+        rst = {ntype: self.agg_fn(outs, ntype) for ntype, outs in outputs.items()}
+        if return_attention:
+            return rst, attention
+        return rst
+
+
+class HeteroGNN(nn.Module):
+    r"""Stack of heterogeneous message-passing layers with residual LayerNorm.
+
+    Layer :math:`\ell` runs one module :math:`f^{\ell}_{(s,r,t)}` per relation
+    (chosen by name from the conv registry), aggregates per destination type and
+    updates with a residual connection:
+
+    .. math::
+
+        z^{\ell}_t &= \operatorname{AGG}_{(s,r,t)} f^{\ell}_{(s,r,t)}
+                      \big(G_{(s,r,t)}, (h^{\ell}_s, h^{\ell}_t)\big) \\
+        h^{\ell+1}_t &= \mathrm{LayerNorm}_t^{\ell}\big(h^{\ell}_t
+                      + \mathrm{Dropout}(\sigma(z^{\ell}_t))\big)
+
+    A node type that is the destination of no relation keeps
+    :math:`h^{\ell+1}_t = h^{\ell}_t`. Relations with zero edges and node types
+    with zero nodes are valid (a sample without audio); nodes without in-edges
+    get the modules' bias terms, independently of the rest of the batch.
+
+    Args:
+        canonical_etypes: The relations ``(src, rel, dst)`` to learn modules for.
+        hidden: Width :math:`d` of every node state.
+        num_layers: Number of layers (``0`` gives the identity). Default: ``2``.
+        conv: Registered conv name (``"sum"``, ``"gcn"``, ``"gat"``, ``"sage"``, ...).
+            Default: ``"gat"``.
+        conv_kwargs: Extra keyword arguments for every relation module, e.g.
+            ``{"heads": 4}`` for ``"gat"``. Default: ``None``.
+        aggregate: Cross-relation aggregation, one of :data:`AGGREGATES`.
+            Default: ``"sum"``.
+        dropout: Dropout on the update. Default: ``0.1``.
+        activation: :math:`\sigma`, a name or ``None``. Default: ``"relu"``.
+
+    Example:
+        >>> import dgl, torch
+        >>> from graphmm.nn import HeteroGNN
+        >>> g = dgl.heterograph({
+        ...     ("word", "next", "word"): ([0, 1], [1, 2]),
+        ...     ("word", "cross", "patch"): ([0], [0]),
+        ...     ("patch", "rev_cross", "word"): ([0], [0]),
+        ...     ("frame", "next", "frame"): ([], []),
+        ...     ("frame", "aligned", "word"): ([], []),
+        ... }, num_nodes_dict={"word": 3, "patch": 1, "frame": 0})
+        >>> gnn = HeteroGNN(g.canonical_etypes, hidden=8, conv="gat", conv_kwargs={"heads": 2})
+        >>> h = {nt: torch.randn(g.num_nodes(nt), 8) for nt in g.ntypes}
+        >>> out, attn = gnn(g, h, return_attention=True)
+        >>> tuple(out["word"].shape), tuple(attn[("word", "next", "word")][0].shape)
+        ((3, 8), (2, 2))
+
+    Shapes:
+        - Input: ``dict[ntype, (N_ntype, hidden)]``.
+        - Output: ``dict[ntype, (N_ntype, hidden)]`` with the same keys; with
+          ``return_attention=True`` also ``dict[canonical_etype, list[(E, heads)]]``
+          (one entry per layer).
+    """
+
+    def __init__(
+        self,
+        canonical_etypes: Sequence[Sequence[str]],
+        hidden: int,
+        num_layers: int = 2,
+        conv: str = "gat",
+        conv_kwargs: Mapping[str, Any] | None = None,
+        aggregate: str = "sum",
+        dropout: float = 0.1,
+        activation: str | Callable[[Tensor], Tensor] | None = "relu",
+    ) -> None:
+        super().__init__()
+        get_conv(conv)  # fail early, listing the known names
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"Unknown aggregate {aggregate!r}; choose one of {list(AGGREGATES)}.")
+        if hidden < 1:
+            raise ValueError(f"hidden must be >= 1, got {hidden}")
+        if num_layers < 0:
+            raise ValueError(f"num_layers must be >= 0, got {num_layers}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.canonical_etypes = as_canonical_etypes(canonical_etypes)
+        # Build one throw-away module so bad conv options (e.g. GAT heads that do not
+        # divide hidden) fail here even when there are no relations or layers.
+        build_conv(conv, hidden, hidden, **(dict(conv_kwargs) if conv_kwargs else {}))
+        self.hidden = hidden
+        self.num_layers = num_layers
+        self.conv = conv
+        self.conv_kwargs = dict(conv_kwargs) if conv_kwargs is not None else {}
+        self.aggregate = aggregate
+        self.activation = get_activation(activation)
+        self.dropout = nn.Dropout(dropout)
+        dst_types = sorted({t for _, _, t in self.canonical_etypes})
+        self.layers = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        for _ in range(num_layers):
+            mods = {
+                # Bipartite relations get a (src, dst) width pair so convs that can
+                # learn separate source/destination projections do so.
+                cet: build_conv(
+                    conv, hidden if cet[0] == cet[2] else (hidden, hidden), hidden, **self.conv_kwargs
+                )
+                for cet in self.canonical_etypes
+            }
+            self.layers.append(RelationGraphConv(mods, aggregate=aggregate))
+            self.norms.append(nn.ModuleDict({t: nn.LayerNorm(hidden) for t in dst_types}))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Reinitialise every relation module and LayerNorm."""
+        for layer in self.layers:
+            for mod in layer.mods.values():
+                if hasattr(mod, "reset_parameters"):
+                    mod.reset_parameters()
+        for norms in self.norms:
+            for norm in norms.values():
+                norm.reset_parameters()
+
+    @property
+    def supports_attention(self) -> bool:
+        """Whether ``return_attention=True`` is available for this conv."""
+        return any(
+            getattr(mod, "supports_attention", False)
+            for layer in self.layers
+            for mod in layer.mods.values()
+        )
+
+    def forward(
+        self,
+        g: dgl.DGLGraph,
+        h: Mapping[str, Tensor],
+        return_attention: bool = False,
+    ) -> dict[str, Tensor] | tuple[dict[str, Tensor], dict[CanonicalEType, list[Tensor]]]:
+        """Run all layers.
+
+        Args:
+            g: A (batched) heterograph whose relations are among ``canonical_etypes``.
+            h: Node states per type, each ``(N_ntype, hidden)``.
+            return_attention: Also return per-relation attention (``conv="gat"``).
+
+        Returns:
+            Updated node states, and the attention dict if requested.
+        """
+        if return_attention and not self.supports_attention and self.num_layers > 0:
+            raise ValueError(
+                f"return_attention=True needs an attention conv such as 'gat'; "
+                f"this model uses conv={self.conv!r}."
+            )
+        for ntype, feat in h.items():
+            if feat.dim() != 2 or feat.shape[-1] != self.hidden:
+                raise ValueError(
+                    f"h[{ntype!r}] must be (N, {self.hidden}), got {tuple(feat.shape)}; "
+                    f"encode node data to the hidden width first (NodeEncoders)."
+                )
+        h = dict(h)
+        attention: dict[CanonicalEType, list[Tensor]] = {}
+        for layer, norms in zip(self.layers, self.norms):
+            if return_attention:
+                out, attn = layer(g, h, return_attention=True)
+                for cet, a in attn.items():
+                    attention.setdefault(cet, []).append(a)
+            else:
+                out = layer(g, h)
+            new_h = dict(h)
+            for ntype, z in out.items():
+                if self.activation is not None:
+                    z = self.activation(z)
+                new_h[ntype] = norms[ntype](h[ntype] + self.dropout(z))
+            h = new_h
+        if return_attention:
+            return h, attention
+        return h

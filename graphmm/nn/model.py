@@ -1,0 +1,145 @@
+"""End-to-end graph classifier: encoders -> heterogeneous GNN -> readout -> head."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dgl
+from torch import Tensor, nn
+
+from .encoders import NodeEncoders
+from .heads import ClassificationHead
+from .hetero import CanonicalEType, HeteroGNN, as_canonical_etypes
+from .readout import TypeReadout
+
+__all__ = ["GraphClassifier"]
+
+
+class GraphClassifier(nn.Module):
+    r"""Classify multimodal heterographs (text, image and audio nodes in one graph).
+
+    .. math::
+
+        h^{0}_t &= \mathrm{Enc}_t(x_t) \\
+        h^{L}   &= \mathrm{HeteroGNN}(G, h^{0}) \\
+        z_b     &= \mathrm{Fuse}\big(\{\mathrm{Pool}_t(h^{L}_t, G_b)\}_t,\; m_b\big) \\
+        y_b     &= \mathrm{Head}(z_b)
+
+    where :math:`m_b` marks the node types present in graph :math:`b`; a sample
+    that lacks a modality (or every modality) still gives finite logits. Only
+    node types listed in ``in_dims`` and relations between them are used.
+    All arguments are plain values, so Hydra can build the model with
+    ``in_dims``, ``canonical_etypes`` and ``num_classes`` supplied at run time.
+
+    Args:
+        in_dims: Raw size per node type (see :class:`NodeEncoders`).
+        canonical_etypes: Relations ``(src, rel, dst)`` of the graph schema.
+        num_classes: Number of logits.
+        hidden: Node state width :math:`d`. Default: ``64``.
+        num_layers: Message-passing layers. Default: ``2``.
+        conv: Registered relation conv (see :func:`list_convs`). Default: ``"gat"``.
+        conv_kwargs: Options for every relation conv, e.g. ``{"heads": 4}``.
+            Default: ``None``.
+        aggregate: Cross-relation aggregation (``"sum"``, ``"mean"``, ``"max"``,
+            ``"min"``). Default: ``"sum"``.
+        dropout: Dropout in the GNN and the head. Default: ``0.1``.
+        activation: GNN activation. Default: ``"relu"``.
+        pool: Per-type pooling (``"mean"``, ``"max"``, ``"attention"``).
+            Default: ``"mean"``.
+        fusion: Type fusion (``"attention"``, ``"concat"``). Default: ``"attention"``.
+        head_hidden: Hidden width of the head, ``None`` for linear. Default: ``None``.
+
+    Example:
+        >>> import dgl, torch
+        >>> from graphmm.nn import GraphClassifier
+        >>> def sample(nw, np_, nf):
+        ...     g = dgl.heterograph({
+        ...         ("word", "next", "word"): (list(range(max(nw - 1, 0))), list(range(1, nw))),
+        ...         ("patch", "adjacent", "patch"): ([], []),
+        ...         ("frame", "next", "frame"): ([], []),
+        ...         ("frame", "aligned", "word"): ([], []),
+        ...     }, num_nodes_dict={"word": nw, "patch": np_, "frame": nf})
+        ...     g.nodes["word"].data.update({"token": torch.randint(0, 20, (nw,)),
+        ...                                  "pos": torch.arange(nw)})
+        ...     g.nodes["patch"].data.update({"pixels": torch.rand(np_, 12),
+        ...                                   "grid": torch.rand(np_, 2)})
+        ...     g.nodes["frame"].data.update({"mel": torch.randn(nf, 8), "tpos": torch.rand(nf)})
+        ...     return g
+        >>> g = dgl.batch([sample(4, 0, 3), sample(0, 2, 0)])  # text+audio, image only
+        >>> model = GraphClassifier({"word": 20, "patch": 12, "frame": 8},
+        ...                         g.canonical_etypes, num_classes=3, hidden=16)
+        >>> model(g).shape
+        torch.Size([2, 3])
+        >>> model.encode(g)["frame"].shape
+        torch.Size([3, 16])
+
+    Shapes:
+        - Input: batched heterograph with :math:`B` graphs.
+        - Output: logits ``(B, num_classes)``.
+    """
+
+    def __init__(
+        self,
+        in_dims: Mapping[str, int],
+        canonical_etypes: Sequence[Sequence[str]],
+        num_classes: int,
+        *,
+        hidden: int = 64,
+        num_layers: int = 2,
+        conv: str = "gat",
+        conv_kwargs: Mapping[str, Any] | None = None,
+        aggregate: str = "sum",
+        dropout: float = 0.1,
+        activation: str = "relu",
+        pool: str = "mean",
+        fusion: str = "attention",
+        head_hidden: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not in_dims:
+            raise ValueError("in_dims is empty; give the raw size of at least one node type.")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        in_dims = {str(k): int(v) for k, v in in_dims.items()}
+        self.in_dims = in_dims
+        self.num_classes = num_classes
+        self.hidden = hidden
+        # Sorted so the concat layout does not depend on the order of in_dims.
+        self.ntypes = sorted(in_dims)
+        self.canonical_etypes: list[CanonicalEType] = [
+            cet
+            for cet in as_canonical_etypes(canonical_etypes)
+            if cet[0] in in_dims and cet[2] in in_dims
+        ]
+        self.encoders = NodeEncoders(in_dims, hidden)
+        self.gnn = HeteroGNN(
+            self.canonical_etypes,
+            hidden,
+            num_layers=num_layers,
+            conv=conv,
+            conv_kwargs=dict(conv_kwargs) if conv_kwargs is not None else None,
+            aggregate=aggregate,
+            dropout=dropout,
+            activation=activation,
+        )
+        self.readout = TypeReadout(self.ntypes, hidden, pool=pool, fusion=fusion)
+        self.head = ClassificationHead(
+            self.readout.out_dim, num_classes, hidden=head_hidden, dropout=dropout
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Reinitialise every submodule."""
+        self.encoders.reset_parameters()
+        self.gnn.reset_parameters()
+        self.readout.reset_parameters()
+        self.head.reset_parameters()
+
+    def encode(self, g: dgl.DGLGraph) -> dict[str, Tensor]:
+        """Node states after message passing, ``dict[ntype, (N_ntype, hidden)]``."""
+        return self.gnn(g, self.encoders(g))
+
+    def forward(self, g: dgl.DGLGraph) -> Tensor:
+        """Logits ``(B, num_classes)`` for a (batched) heterograph."""
+        return self.head(self.readout(g, self.encode(g)))

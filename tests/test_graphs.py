@@ -1,0 +1,321 @@
+"""Graph builders: edge counts on known inputs, batching, reverse relations, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import dgl
+import pytest
+import torch
+
+from graphmm.data import Sample
+from graphmm.graphs import (
+    AudioGraphBuilder,
+    CrossModalBuilder,
+    ImageGraphBuilder,
+    MultimodalGraphBuilder,
+    TextGraphBuilder,
+    Vocab,
+    to_networkx,
+    tokenize,
+)
+
+
+def edge_set(g: dgl.DGLGraph, etype: tuple[str, str, str]) -> set[tuple[int, int]]:
+    s, d = g.edges(etype=etype)
+    return set(zip(s.tolist(), d.tolist()))
+
+
+def image_only(**kw) -> MultimodalGraphBuilder:
+    return MultimodalGraphBuilder(text=None, audio=None, cross=None, image=ImageGraphBuilder(**kw))
+
+
+# ---------------------------------------------------------------- image
+def test_patch_grid_3x3_four_neighbours_has_12_undirected_edges():
+    g = image_only(patch_size=4, neighbors=4)(Sample(image=torch.rand(1, 12, 12)))
+    assert g.num_nodes("patch") == 9
+    edges = edge_set(g, ("patch", "adjacent", "patch"))
+    undirected = {tuple(sorted(e)) for e in edges}
+    assert len(undirected) == 12 and len(edges) == 24
+    # row-major numbering: 0-1, 0-3 are neighbours, 0-4 (diagonal) is not
+    assert (0, 1) in edges and (1, 0) in edges and (0, 3) in edges and (0, 4) not in edges
+
+
+def test_patch_grid_3x3_eight_neighbours_has_20_undirected_edges():
+    g = image_only(patch_size=4, neighbors=8)(Sample(image=torch.rand(1, 12, 12)))
+    undirected = {tuple(sorted(e)) for e in edge_set(g, ("patch", "adjacent", "patch"))}
+    assert len(undirected) == 20
+    assert (0, 4) in undirected and (2, 4) in undirected and (0, 8) not in undirected
+
+
+def test_patch_stride_pixels_and_positions():
+    img = torch.arange(2 * 8 * 8, dtype=torch.float32).reshape(2, 8, 8) / 128
+    g = image_only(patch_size=4, stride=2, neighbors=4)(Sample(image=img))
+    assert g.num_nodes("patch") == 9  # (8 - 4) // 2 + 1 = 3 per side
+    rc = g.nodes["patch"].data["rc"]
+    assert rc[5].tolist() == [1, 2]
+    pix = g.nodes["patch"].data["pixels"]
+    assert pix.shape == (9, 2 * 4 * 4)
+    # patch (1, 2) starts at pixel (2, 4): its pixels, channel-major
+    expected = img[:, 2:6, 4:8].reshape(-1)
+    assert torch.equal(pix[5], expected)
+    span = g.nodes["patch"].data["span"]
+    assert torch.allclose(span[5], torch.tensor([4 / 8, 8 / 8]))
+
+
+def test_knn_similar_matches_brute_force_and_has_reverse():
+    torch.manual_seed(0)
+    img = torch.rand(1, 16, 16)
+    k = 3
+    g = image_only(patch_size=4, neighbors=0, knn=k)(Sample(image=img))
+    x = g.nodes["patch"].data["pixels"].double()
+    d = torch.cdist(x, x)
+    d.fill_diagonal_(float("inf"))
+    ref = {(int(j), i) for i in range(len(x)) for j in torch.topk(d[i], k, largest=False).indices}
+    got = edge_set(g, ("patch", "similar", "patch"))
+    assert got == ref
+    assert all(s != t for s, t in got)
+    assert edge_set(g, ("patch", "rev_similar", "patch")) == {(t, s) for s, t in got}
+
+
+def test_knn_clipped_to_available_patches():
+    g = image_only(patch_size=4, neighbors=0, knn=10)(Sample(image=torch.rand(1, 8, 8)))
+    assert g.num_edges(("patch", "similar", "patch")) == 4 * 3
+
+
+# ---------------------------------------------------------------- text
+def test_text_relations_on_known_sentence():
+    b = MultimodalGraphBuilder(text=TextGraphBuilder(window=3), image=None, audio=None, cross=None)
+    g = b(Sample(text="a b c d"))
+    assert g.num_nodes("word") == 4
+    assert edge_set(g, ("word", "next", "word")) == {(0, 1), (1, 2), (2, 3)}
+    assert edge_set(g, ("word", "rev_next", "word")) == {(1, 0), (2, 1), (3, 2)}
+    undirected = {tuple(sorted(e)) for e in edge_set(g, ("word", "cooccur", "word"))}
+    assert undirected == {(0, 1), (0, 2), (1, 2), (1, 3), (2, 3)}
+    assert g.num_edges(("word", "cooccur", "word")) == 10
+    assert g.nodes["word"].data["pos"].tolist() == [0, 1, 2, 3]
+
+
+def test_empty_text_gives_zero_word_nodes():
+    b = MultimodalGraphBuilder()
+    g = b(Sample(text=""))
+    assert g.num_nodes("word") == 0
+    assert g.num_nodes("summary") == 0
+    bg = b.batch([Sample(text=""), Sample(text="one word")])
+    assert bg.batch_num_nodes("word").tolist() == [0, 2]
+
+
+def test_tokenize_and_vocab():
+    assert tokenize("It's 7, SEVEN!") == ["it's", "7", ",", "seven", "!"]
+    v = Vocab.build([["a", "b", "a"], ["c", "a", "b"]], min_freq=2)
+    assert v.itos == ["<pad>", "<unk>", "a", "b"]
+    assert v.lookup(["a", "c", "b"]).tolist() == [2, 1, 3]
+    assert Vocab.from_state_dict(v.state_dict()) == v
+
+
+def test_unfitted_builder_hashes_words_stably():
+    b = TextGraphBuilder(hash_buckets=100)
+    ids = b.ids(["seven", "three", "seven"])
+    assert ids[0] == ids[2] and 2 <= int(ids.min()) and int(ids.max()) < 102
+    assert b.vocab_size == 102
+    b.fit(["seven three", "seven"])
+    assert b.vocab_size == len(b.vocab) == 4
+    assert b.ids(["seven", "unseen"]).tolist() == [2, 1]
+
+
+# ---------------------------------------------------------------- audio
+def test_audio_frames_and_temporal_window():
+    b = MultimodalGraphBuilder(text=None, image=None, cross=None, audio=AudioGraphBuilder(window=2))
+    g = b(Sample(audio=torch.randn(4000) * 0.1, sample_rate=8000))
+    assert g.num_nodes("frame") == 1 + (4000 - 256) // 128 == 30
+    assert g.nodes["frame"].data["mel"].shape == (30, 40)
+    assert g.num_edges(("frame", "next", "frame")) == 29 + 28
+    assert edge_set(g, ("frame", "rev_next", "frame")) == {(t, s) for s, t in edge_set(g, ("frame", "next", "frame"))}
+    time = g.nodes["frame"].data["time"]
+    assert torch.allclose(time[:2], torch.tensor([128 / 8000, 256 / 8000]))
+
+
+def test_audio_is_resampled():
+    b = MultimodalGraphBuilder(text=None, image=None, cross=None)
+    g = b(Sample(audio=torch.randn(8000) * 0.1, sample_rate=16000))  # 0.5 s -> 4000 samples
+    assert g.num_nodes("frame") == 30
+
+
+def test_audio_normalisation_is_per_clip():
+    b = MultimodalGraphBuilder(text=None, image=None, cross=None)
+    g = b(Sample(audio=torch.randn(4000), sample_rate=8000))
+    mel = g.nodes["frame"].data["mel"]
+    assert torch.allclose(mel.mean(0), torch.zeros(40), atol=1e-4)
+
+
+# ---------------------------------------------------------------- cross-modal
+def test_cross_modal_relations_counts():
+    b = MultimodalGraphBuilder(
+        image=ImageGraphBuilder(patch_size=4),
+        cross=CrossModalBuilder(bipartite=[["text", "image"]], summary=True, align=[["frame", "word"]]),
+    )
+    s = Sample(text="one two", image=torch.rand(1, 8, 8), audio=torch.randn(4000) * 0.1, sample_rate=8000)
+    g = b(s)
+    assert g.num_edges(("word", "cross", "patch")) == 2 * 4
+    assert edge_set(g, ("patch", "rev_cross", "word")) == {(t, s_) for s_, t in edge_set(g, ("word", "cross", "patch"))}
+    assert g.num_nodes("summary") == 3
+    assert g.nodes["summary"].data["modality"].tolist() == [0, 1, 2]
+    assert g.num_edges(("summary", "summary_link", "summary")) == 6
+    assert g.num_edges(("frame", "to_summary", "summary")) == g.num_nodes("frame")
+    aligned = edge_set(g, ("frame", "aligned", "word"))
+    span = g.nodes["frame"].data["span"]
+    for f in range(g.num_nodes("frame")):
+        words = {w for ff, w in aligned if ff == f}
+        expect = {w for w in (0, 1) if span[f, 0] < (w + 1) / 2 and w / 2 < span[f, 1]}
+        assert words == expect
+    assert {w for _, w in aligned} == {0, 1}
+
+
+def test_summary_only_for_present_modalities():
+    b = MultimodalGraphBuilder()
+    bg = b.batch([Sample(text="hi there"), Sample(image=torch.rand(1, 8, 8)), Sample()])
+    assert bg.batch_num_nodes("summary").tolist() == [1, 1, 0]
+    assert bg.nodes["summary"].data["modality"].tolist() == [0, 1]
+    assert bg.num_edges(("summary", "summary_link", "summary")) == 0
+
+
+def test_recipe_without_relations_is_refused():
+    with pytest.raises(ValueError, match="no relation"):
+        image_only(neighbors=0)
+
+
+def test_cross_relation_needs_enabled_modality():
+    with pytest.raises(ValueError, match="no enabled modality produces"):
+        MultimodalGraphBuilder(audio=None, cross=CrossModalBuilder(bipartite=[["word", "frame"]]))
+    with pytest.raises(ValueError, match="unknown node type"):
+        CrossModalBuilder(bipartite=[["word", "pixel"]])
+
+
+# ---------------------------------------------------------------- batching
+def _mixed_samples() -> list[Sample]:
+    torch.manual_seed(1)
+    return [
+        Sample(text="the number seven", image=torch.rand(1, 8, 8), audio=torch.randn(3000) * 0.1, sample_rate=8000),
+        Sample(text="just text"),
+        Sample(image=torch.rand(1, 12, 8)),
+        Sample(audio=torch.randn(2000) * 0.1, sample_rate=8000, text=""),
+        Sample(),
+        Sample(text="a b", image=torch.rand(1, 8, 12), audio=torch.randn(5000) * 0.1, sample_rate=8000),
+    ]
+
+
+def test_batch_equals_per_sample_graphs():
+    b = MultimodalGraphBuilder(
+        image=ImageGraphBuilder(patch_size=4, stride=2, neighbors=8, knn=2),
+        cross=CrossModalBuilder(summary=True, bipartite=[["word", "patch"]], align=[["patch", "frame"]]),
+    )
+    samples = _mixed_samples()
+    bg = b.batch(samples)
+    assert bg.batch_size == len(samples)
+    ref = dgl.batch([b(s) for s in samples])
+    for nt in bg.ntypes:
+        assert torch.equal(bg.batch_num_nodes(nt), ref.batch_num_nodes(nt)), nt
+        for k in ref.nodes[nt].data:
+            assert torch.allclose(bg.nodes[nt].data[k], ref.nodes[nt].data[k], atol=1e-5), (nt, k)
+    for et in bg.canonical_etypes:
+        assert torch.equal(bg.batch_num_edges(et), ref.batch_num_edges(et)), et
+        assert edge_set(bg, et) == edge_set(ref, et), et
+    for one, s in zip(dgl.unbatch(bg), samples):
+        single = b(s)
+        for et in single.canonical_etypes:
+            assert edge_set(one, et) == edge_set(single, et)
+
+
+def test_every_directed_relation_has_its_reverse():
+    b = MultimodalGraphBuilder(
+        image=ImageGraphBuilder(knn=2),
+        cross=CrossModalBuilder(summary=True, bipartite=[["word", "frame"]], align=[["word", "patch"]]),
+    )
+    g = b.batch(_mixed_samples())
+    rels = set(g.canonical_etypes)
+    symmetric = {"cooccur", "adjacent", "summary_link"}
+    for s, r, d in rels:
+        if r in symmetric:
+            e = edge_set(g, (s, r, d))
+            assert e == {(v, u) for u, v in e}, r
+        elif not r.startswith("rev_"):
+            assert (d, f"rev_{r}", s) in rels
+            assert edge_set(g, (d, f"rev_{r}", s)) == {(v, u) for u, v in edge_set(g, (s, r, d))}
+
+
+def test_schema_is_fixed_and_in_dims_match_features():
+    b = MultimodalGraphBuilder()
+    b.fit([Sample(text="a b c", image=torch.rand(1, 8, 8))])
+    g1, g2 = b(Sample(text="x")), b(Sample(image=torch.rand(1, 8, 8)))
+    assert g1.canonical_etypes == g2.canonical_etypes == sorted(b.canonical_etypes)
+    assert g1.nodes["patch"].data["pixels"].shape == (0, b.in_dims["patch"])
+    assert g2.nodes["patch"].data["pixels"].shape[1] == b.in_dims["patch"]
+    assert g2.nodes["frame"].data["mel"].shape[1] == b.in_dims["frame"]
+    assert b.in_dims["word"] == len(b.text.vocab)
+
+
+def test_default_builder_handles_any_valid_sample():
+    b = MultimodalGraphBuilder()
+    for s in _mixed_samples():
+        g = b(s)
+        assert g.batch_size == 1
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "sample, message",
+    [
+        (Sample(id="tiny", image=torch.rand(1, 3, 3)), "smaller than one 4 x 4 patch"),
+        (Sample(id="short", audio=torch.randn(100), sample_rate=8000), "shorter than one frame"),
+        (Sample(id="nanimg", image=torch.full((1, 8, 8), float("nan"))), "NaN or inf"),
+        (Sample(id="infwav", audio=torch.full((4000,), float("inf")), sample_rate=8000), "NaN or inf"),
+        (Sample(id="rank2", image=torch.rand(8, 8)), "rank 3"),
+        (Sample(id="rank2wav", audio=torch.randn(2, 4000), sample_rate=8000), "1-D waveform"),
+        (Sample(id="uint8", image=torch.zeros(1, 8, 8, dtype=torch.uint8)), "float tensor"),
+        (Sample(id="intwav", audio=torch.zeros(4000, dtype=torch.int16), sample_rate=8000), "float waveform"),
+        (Sample(id="norate", audio=torch.randn(4000)), "sample_rate"),
+        (Sample(id="range", image=torch.full((1, 8, 8), 255.0)), r"\[0, 1\]"),
+        (Sample(id="notstr", text=7), "text must be a str"),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_input_names_sample_and_problem(sample, message):
+    b = MultimodalGraphBuilder()
+    with pytest.raises(ValueError, match=message) as err:
+        b.batch([Sample(text="fine"), sample])
+    assert repr(sample.id) in str(err.value) and "index 1" in str(err.value)
+
+
+def test_bad_input_without_id_names_index():
+    with pytest.raises(ValueError, match="sample at index 2"):
+        MultimodalGraphBuilder().batch([Sample(), Sample(), Sample(image=torch.rand(1, 2, 2))])
+
+
+def test_not_a_sample():
+    with pytest.raises(ValueError, match="expected graphmm.data.Sample"):
+        MultimodalGraphBuilder().batch([{"text": "hi"}])  # type: ignore[list-item]
+
+
+def test_wrong_channel_count():
+    b = MultimodalGraphBuilder(image=ImageGraphBuilder(channels=1))
+    with pytest.raises(ValueError, match="3 channels, the builder expects 1"):
+        b(Sample(id="rgb", image=torch.rand(3, 8, 8)))
+
+
+# ---------------------------------------------------------------- export, import
+def test_to_networkx_counts_per_type():
+    b = MultimodalGraphBuilder(cross=CrossModalBuilder(summary=True, bipartite=[["word", "patch"]]))
+    g = b.batch(_mixed_samples()[:2])
+    nxg = to_networkx(g)
+    assert nxg.number_of_nodes() == g.num_nodes()
+    assert nxg.number_of_edges() == g.num_edges()
+    for nt in g.ntypes:
+        assert sum(1 for _, d in nxg.nodes(data=True) if d["ntype"] == nt) == g.num_nodes(nt)
+    for et in g.canonical_etypes:
+        cet = ":".join(et)
+        assert sum(1 for *_, d in nxg.edges(data=True) if d["canonical_etype"] == cet) == g.num_edges(et)
+
+
+def test_graphs_import_without_hydra():
+    code = "import sys, graphmm.graphs, graphmm.nn; assert 'hydra' not in sys.modules, 'hydra imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
