@@ -8,6 +8,7 @@ what types cannot: combinations that are impossible, and a writable output folde
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -77,7 +78,7 @@ class AudioGraphConf:
     win_length: Optional[int] = None
     hop_length: int = 128
     window: int = 1
-    normalize: bool = True
+    normalize: str = "global"
 
 
 @dataclass
@@ -116,6 +117,7 @@ class ModelConf:
     pool: str = "mean"
     fusion: str = "attention"
     head_hidden: Optional[int] = None
+    readout_ntypes: Optional[List[str]] = None
 
 
 # ---------------------------------------------------------------- trainer
@@ -137,6 +139,9 @@ class TrainerConf:
     device: str = "cpu"
     num_workers: int = 0
     grad_clip: Optional[float] = 1.0
+    modality_dropout: float = 0.0
+    ema_decay: Optional[float] = None
+    label_smoothing: float = 0.0
     limit_train_batches: Optional[int] = None
     progress: bool = True
     optimizer: OptimizerConf = field(default_factory=OptimizerConf)
@@ -176,6 +181,7 @@ _DEVICES = {"cpu", "cuda", "auto"}
 def validate_config(cfg: DictConfig) -> None:
     """Checks that types alone cannot express. Raises :class:`ConfigError` naming the key.
 
+    * no keys beyond the schema (also those added with ``+key=value``);
     * ``model.heads`` must divide ``model.hidden`` for ``model.conv=gat``;
     * ``model.conv``, ``model.pool``, ``model.fusion`` must be known names;
     * every node type a cross-modal relation names must come from an enabled modality;
@@ -185,6 +191,7 @@ def validate_config(cfg: DictConfig) -> None:
     """
     from graphmm.nn import list_convs  # deferred: importing torch/dgl is slow
 
+    _check_known_keys(cfg, "")
     m = cfg.model
     if m.conv not in list_convs():
         raise ConfigError(f"model.conv={m.conv!r} is not a registered convolution; known: {list_convs()}")
@@ -222,9 +229,37 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.monitor={t.monitor!r} is not one of {sorted(_MONITORS)}")
     if t.device not in _DEVICES:
         raise ConfigError(f"trainer.device={t.device!r} is not one of {sorted(_DEVICES)}")
+    if not 0.0 <= t.modality_dropout < 1.0:
+        raise ConfigError(f"trainer.modality_dropout must be in [0, 1), got {t.modality_dropout}")
+    if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:
+        raise ConfigError(f"trainer.ema_decay must be in (0, 1) or null, got {t.ema_decay}")
+    if not 0.0 <= t.label_smoothing < 1.0:
+        raise ConfigError(f"trainer.label_smoothing must be in [0, 1), got {t.label_smoothing}")
     for key in ("max_epochs", "batch_size", "eval_batch_size"):
         if t[key] < 1:
             raise ConfigError(f"trainer.{key} must be >= 1, got {t[key]}")
+
+
+def _check_known_keys(node: Any, path: str) -> None:
+    """Keys that a typed node's schema lacks. Composition already refuses them, except
+    keys added on purpose with Hydra's ``+key=value``, which are caught here."""
+    if not isinstance(node, DictConfig):
+        return
+    schema = OmegaConf.get_type(node)
+    if dataclasses.is_dataclass(schema):
+        known = {f.name for f in dataclasses.fields(schema)}
+        extra = sorted(k for k in node.keys() if k not in known and k != "hydra")
+        if extra:
+            where = path.rstrip(".") or "the root config"
+            raise ConfigError(
+                f"unknown key(s) {[path + k for k in extra]} in {where}; known keys: {sorted(known)}"
+            )
+    for k in node.keys():
+        if k == "hydra":
+            continue
+        child = node._get_node(k)
+        if isinstance(child, DictConfig) and not child._is_none() and not child._is_missing():
+            _check_known_keys(child, f"{path}{k}.")
 
 
 def check_writable(path: str | os.PathLike[str], key: str = "output_dir") -> Path:

@@ -19,12 +19,13 @@ import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from tqdm.auto import tqdm
 
 from graphmm.config import CONF_DIR, ConfigError, check_writable, to_container, validate_config
-from graphmm.data import Sample, SampleDataset
+from graphmm.data import ModalityDropout, Sample, SampleDataset
 from graphmm.graphs import MultimodalGraphBuilder
 from graphmm.utils import load_checkpoint, resolve_device, save_checkpoint, seed_everything, write_json
 
@@ -63,18 +64,32 @@ def make_loader(
     shuffle: bool,
     num_workers: int = 0,
     seed: int = 0,
+    modality_dropout: float = 0.0,
 ) -> DataLoader:
-    """A DataLoader whose workers build the batched graphs (``builder.collate``)."""
+    """A DataLoader whose workers build the batched graphs (``builder.collate``),
+    optionally dropping modalities at random first (:class:`ModalityDropout`)."""
     gen = torch.Generator().manual_seed(seed)
+    collate = builder.collate
+    if modality_dropout > 0:
+        collate = _DropThenCollate(ModalityDropout(modality_dropout), builder)
     return DataLoader(
         SampleDataset(list(samples)),
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=num_workers,
-        collate_fn=builder.collate,
+        collate_fn=collate,
         generator=gen,
         persistent_workers=num_workers > 0,
     )
+
+
+class _DropThenCollate:
+    # a class, not a closure, so DataLoader workers can pickle it
+    def __init__(self, drop: ModalityDropout, builder: MultimodalGraphBuilder) -> None:
+        self.drop, self.builder = drop, builder
+
+    def __call__(self, samples: Sequence[Sample]) -> tuple[Any, torch.Tensor]:
+        return self.builder.collate(self.drop(samples))
 
 
 @torch.no_grad()
@@ -151,10 +166,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = build_model(cfg.model, builder, num_classes).to(device)
     optimizer = instantiate(tcfg.optimizer)(params=model.parameters())
     scheduler = instantiate(tcfg.scheduler)(optimizer=optimizer) if tcfg.scheduler is not None else None
+    # evaluation and checkpoints use an exponential moving average of the weights when
+    # asked: it smooths the epoch-to-epoch noise that early stopping would pick up
+    ema = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tcfg.ema_decay), use_buffers=True)
+        if tcfg.ema_decay
+        else None
+    )
+    eval_model = ema.module if ema is not None else model
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %d parameters", n_params)
 
-    train_loader = make_loader(splits["train"], builder, tcfg.batch_size, True, tcfg.num_workers, cfg.seed)
+    train_loader = make_loader(
+        splits["train"], builder, tcfg.batch_size, True, tcfg.num_workers, cfg.seed, tcfg.modality_dropout
+    )
     val_loader = make_loader(splits["val"], builder, tcfg.eval_batch_size, False, tcfg.num_workers)
     test_loader = make_loader(splits["test"], builder, tcfg.eval_batch_size, False, tcfg.num_workers)
 
@@ -167,8 +192,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     def state(epoch: int) -> dict[str, Any]:
         return {
-            "model": model.state_dict(),
+            "model": eval_model.state_dict(),
+            "train_model": model.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None,
             "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "epoch": epoch,
             "step": step,
             "best": best,
@@ -186,7 +214,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if tcfg.limit_train_batches is not None and i >= tcfg.limit_train_batches:
                 break
             g, y = g.to(device), y.to(device)
-            loss = F.cross_entropy(model(g), y)
+            loss = F.cross_entropy(model(g), y, label_smoothing=tcfg.label_smoothing)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"non-finite loss {float(loss)} at epoch {epoch}, step {step}; "
@@ -197,13 +225,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if tcfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             running += float(loss) * len(y)
             seen += len(y)
             batches.set_postfix(loss=f"{running / seen:.4f}")
         if scheduler is not None:
             scheduler.step()
-        val, _ = evaluate(model, val_loader, device, num_classes)
+        val, _ = evaluate(eval_model, val_loader, device, num_classes)
         row = {"epoch": epoch, "train/loss": running / max(seen, 1), **{f"val/{k}": v for k, v in val.items()}}
         history.append(row)
         epochs.set_postfix(loss=f"{row['train/loss']:.4f}", val_acc=f"{val['acc']:.4f}")
@@ -220,9 +250,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     _write_history(out / "history.csv", history)
     best_state = load_checkpoint(ckpt_dir / "best.pt", map_location=device)
-    model.load_state_dict(best_state["model"])
-    val, _ = evaluate(model, val_loader, device, num_classes)
-    test, _ = evaluate(model, test_loader, device, num_classes)
+    eval_model.load_state_dict(best_state["model"])
+    val, _ = evaluate(eval_model, val_loader, device, num_classes)
+    test, _ = evaluate(eval_model, test_loader, device, num_classes)
     metrics: dict[str, float] = {
         **{f"val/{k}": v for k, v in val.items()},
         **{f"test/{k}": v for k, v in test.items()},

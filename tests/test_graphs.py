@@ -142,11 +142,23 @@ def test_audio_is_resampled():
     assert g.num_nodes("frame") == 30
 
 
-def test_audio_normalisation_is_per_clip():
-    b = MultimodalGraphBuilder(text=None, image=None, cross=None)
-    g = b(Sample(audio=torch.randn(4000), sample_rate=8000))
-    mel = g.nodes["frame"].data["mel"]
+def test_audio_normalisation_per_clip_and_global():
+    clip = Sample(audio=torch.randn(4000), sample_rate=8000)
+    b = MultimodalGraphBuilder(text=None, image=None, cross=None, audio=AudioGraphBuilder(normalize="clip"))
+    assert torch.allclose(b(clip).nodes["frame"].data["mel"].mean(0), torch.zeros(40), atol=1e-4)
+
+    torch.manual_seed(0)
+    train = [Sample(audio=torch.randn(int(n)) * a, sample_rate=8000) for n, a in zip([3000, 4000, 5000], [0.1, 0.5, 1.0])]
+    b = MultimodalGraphBuilder(text=None, image=None, cross=None, audio=AudioGraphBuilder(normalize="global"))
+    raw = b.batch(train).nodes["frame"].data["mel"]  # before fit: identity
+    b.fit(train)
+    mel = b.batch(train).nodes["frame"].data["mel"]
     assert torch.allclose(mel.mean(0), torch.zeros(40), atol=1e-4)
+    assert torch.allclose(mel.std(0, unbiased=False), torch.ones(40), atol=1e-3)
+    assert torch.allclose(mel, (raw - raw.mean(0)) / raw.std(0, unbiased=False), atol=1e-3)
+    fresh = MultimodalGraphBuilder(text=None, image=None, cross=None, audio=AudioGraphBuilder())
+    fresh.load_state_dict(b.state_dict())
+    assert torch.allclose(fresh(clip).nodes["frame"].data["mel"], b(clip).nodes["frame"].data["mel"])
 
 
 # ---------------------------------------------------------------- cross-modal

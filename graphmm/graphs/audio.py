@@ -17,8 +17,13 @@ class AudioGraphBuilder:
     :math:`F = 1 + \\lfloor (T - n_{fft}) / hop \\rfloor` frames (no centre padding, so
     every frame lies inside the signal and a batch padded to its longest clip gives
     the same frames as each clip alone). Frame :math:`t` holds
-    :math:`\\log(\\mathrm{mel}_t + 10^{-6})`, optionally standardised per clip and mel
-    bin (cepstral mean and variance normalisation).
+    :math:`x_t = \\log(\\mathrm{mel}_t + 10^{-6})`, then standardised per mel band:
+
+    * ``normalize="global"`` (default): :math:`(x_t - \\mu) / \\sigma` with the band
+      means and deviations of the training frames, set by :meth:`fit` (identity before).
+    * ``normalize="clip"``: mean and deviation of each clip's own frames (CMVN). This
+      removes whatever is constant over a clip, such as a steady tone.
+    * ``normalize="none"``: raw log-mel.
 
     Relations: ``('frame', 'next', 'frame')``, :math:`t \\to t + d` for
     :math:`1 \\le d \\le` ``window``, with the reverse ``('frame', 'rev_next', 'frame')``.
@@ -34,7 +39,7 @@ class AudioGraphBuilder:
         win_length: window length (``None``: ``n_fft``).
         hop_length: hop between frames.
         window: temporal neighbours each frame links forward to; 0 switches it off.
-        normalize: per-clip mean and variance normalisation of each mel band.
+        normalize: ``"global"``, ``"clip"`` or ``"none"`` (see above).
     """
 
     def __init__(
@@ -45,7 +50,7 @@ class AudioGraphBuilder:
         win_length: int | None = None,
         hop_length: int = 128,
         window: int = 1,
-        normalize: bool = True,
+        normalize: str = "global",
     ) -> None:
         for name, v in (("sample_rate", sample_rate), ("n_mels", n_mels), ("n_fft", n_fft), ("hop_length", hop_length)):
             if int(v) < 1:
@@ -58,7 +63,11 @@ class AudioGraphBuilder:
         self.win_length = int(win_length) if win_length else self.n_fft
         self.hop_length = int(hop_length)
         self.window = int(window)
-        self.normalize = bool(normalize)
+        if normalize not in ("global", "clip", "none"):
+            raise ValueError(f"normalize must be 'global', 'clip' or 'none', got {normalize!r}")
+        self.normalize = normalize
+        self.mean: torch.Tensor | None = None  # (n_mels,), set by fit()
+        self.std: torch.Tensor | None = None
         self._mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=self.sample_rate,
             n_fft=self.n_fft,
@@ -100,6 +109,39 @@ class AudioGraphBuilder:
             )
         return audio
 
+    def fit(self, clips: Sequence[torch.Tensor], batch_size: int = 256) -> AudioGraphBuilder:
+        """Band statistics of the training frames, for ``normalize="global"``.
+
+        Args:
+            clips: validated (resampled) training waveforms.
+            batch_size: clips per mel pass, which bounds memory on large datasets.
+        """
+        if self.normalize != "global" or not clips:
+            return self
+        self.mean = self.std = None
+        total = torch.zeros(self.n_mels, dtype=torch.float64)
+        sq = torch.zeros(self.n_mels, dtype=torch.float64)
+        n = 0
+        for i in range(0, len(clips), batch_size):
+            mel = self.build(clips[i : i + batch_size]).data["mel"].double()
+            total += mel.sum(0)
+            sq += (mel**2).sum(0)
+            n += len(mel)
+        mean = total / n
+        self.mean = mean.float()
+        self.std = ((sq / n - mean**2).clamp(min=0).sqrt() + 1e-5).float()
+        return self
+
+    def state_dict(self) -> dict[str, list[float] | None]:
+        return {
+            "mean": self.mean.tolist() if self.mean is not None else None,
+            "std": self.std.tolist() if self.std is not None else None,
+        }
+
+    def load_state_dict(self, state: dict[str, list[float] | None]) -> None:
+        self.mean = torch.tensor(state["mean"]) if state.get("mean") is not None else None
+        self.std = torch.tensor(state["std"]) if state.get("std") is not None else None
+
     def build(self, clips: Sequence[torch.Tensor]) -> NodeBlock:
         """Frame nodes and edges for a batch of validated clips, in one mel pass.
 
@@ -113,13 +155,15 @@ class AudioGraphBuilder:
             wave = torch.nn.utils.rnn.pad_sequence(list(clips), batch_first=True)
             logmel = torch.log(self._mel(wave) + 1e-6)  # (B, n_mels, F_max)
             valid = torch.arange(logmel.shape[-1])[None, :] < counts[:, None]  # (B, F_max)
-            if self.normalize:
+            if self.normalize == "clip":
                 m = valid[:, None, :].to(logmel.dtype)
                 n = m.sum(-1, keepdim=True)
                 mean = (logmel * m).sum(-1, keepdim=True) / n
                 var = ((logmel - mean) ** 2 * m).sum(-1, keepdim=True) / n
                 logmel = (logmel - mean) / (var.sqrt() + 1e-5)
             mel = logmel.transpose(1, 2)[valid]  # (N, n_mels), clip order then time order
+            if self.normalize == "global" and self.mean is not None:
+                mel = (mel - self.mean) / self.std
         else:
             mel = torch.zeros(0, self.n_mels)
         offsets, seg = segment_offsets(counts)

@@ -126,11 +126,19 @@ class MultimodalGraphBuilder:
 
     # ------------------------------------------------------------------ fitting
     def fit(self, samples: Sequence[Sample]) -> MultimodalGraphBuilder:
-        """Fit what depends on training data: the vocabulary and the image channels."""
+        """Fit what depends on training data: the vocabulary, the image channels and
+        the audio band statistics."""
         if self.text is not None:
             self.text.fit([s.text for s in samples if s.text is not None])
         if self.image is not None:
             self.image.fit([s.image for s in samples if s.image is not None])
+        if self.audio is not None:
+            clips = [
+                self.audio.validate(s.audio, s.sample_rate, _where(s, i))
+                for i, s in enumerate(samples)
+                if s.audio is not None
+            ]
+            self.audio.fit(clips)
         return self
 
     def state_dict(self) -> dict[str, Any]:
@@ -138,6 +146,7 @@ class MultimodalGraphBuilder:
         return {
             "text": self.text.state_dict() if self.text is not None else None,
             "image_channels": self.image.channels if self.image is not None else None,
+            "audio": self.audio.state_dict() if self.audio is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -145,6 +154,8 @@ class MultimodalGraphBuilder:
             self.text.load_state_dict(state["text"])
         if self.image is not None and state.get("image_channels") is not None:
             self.image.channels = int(state["image_channels"])
+        if self.audio is not None and state.get("audio") is not None:
+            self.audio.load_state_dict(state["audio"])
 
     # ------------------------------------------------------------------ building
     def validate(self, sample: object, index: int = 0) -> dict[str, Any]:

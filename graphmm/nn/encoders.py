@@ -77,11 +77,13 @@ class NodeEncoders(nn.Module):
     .. math::
 
         h_{word} &= E_{word}[\mathrm{token}] + PE(\mathrm{pos}) \\
-        h_{patch} &= W_p\,[\mathrm{pixels} \,\|\, \mathrm{grid}] + b_p \\
+        h_{patch} &= W_p\,[\mathrm{pixels} \,\|\, \mathrm{grid}] + b_p + [PE(r) \,\|\, PE(c)] \\
         h_{frame} &= W_f\,[\mathrm{mel} \,\|\, \mathrm{tpos}] + b_f \\
         h_{summary} &= E_{summary}[\mathrm{modality}]
 
-    where :math:`PE` is the fixed sinusoidal position encoding. Node types not
+    where :math:`PE` is the fixed sinusoidal position encoding and :math:`(r, c)` the
+    patch's integer grid row and column (each coded in half of the width, as in
+    2-D sinusoidal ViT position codes), so patches keep where they sit in the image. Node types not
     listed in ``in_dims`` (or absent from the graph) are skipped; a node type with
     zero nodes gives a ``(0, d)`` tensor.
 
@@ -128,6 +130,7 @@ class NodeEncoders(nn.Module):
         self.word_embed = None
         self.word_pos = None
         self.patch_proj = None
+        self.patch_pos = None
         self.frame_proj = None
         self.summary_embed = None
         if "word" in in_dims:
@@ -136,6 +139,7 @@ class NodeEncoders(nn.Module):
         if "patch" in in_dims:
             # +2: the normalised (row, col) of the patch in its grid.
             self.patch_proj = nn.Linear(self.in_dims["patch"] + 2, hidden)
+            self.patch_pos = SinusoidalPositionalEncoding(hidden // 2)
         if "frame" in in_dims:
             # +1: the normalised time of the frame.
             self.frame_proj = nn.Linear(self.in_dims["frame"] + 1, hidden)
@@ -185,7 +189,13 @@ class NodeEncoders(nn.Module):
             out["word"] = self.word_embed(token) + self.word_pos(_field(g, "word", "pos"))
         if self.patch_proj is not None and "patch" in present:
             x = torch.cat([_field(g, "patch", "pixels"), _field(g, "patch", "grid")], dim=-1)
-            out["patch"] = self.patch_proj(x.to(self.patch_proj.weight.dtype))
+            h = self.patch_proj(x.to(self.patch_proj.weight.dtype))
+            rc = g.nodes["patch"].data.get("rc")
+            if rc is not None and self.hidden >= 2:
+                half = self.hidden // 2
+                pe = torch.cat([self.patch_pos(rc[:, 0]), self.patch_pos(rc[:, 1])], dim=-1).to(h.dtype)
+                h = h + torch.nn.functional.pad(pe, (0, self.hidden - 2 * half))
+            out["patch"] = h
         if self.frame_proj is not None and "frame" in present:
             tpos = _field(g, "frame", "tpos").reshape(-1, 1)
             x = torch.cat([_field(g, "frame", "mel"), tpos], dim=-1)

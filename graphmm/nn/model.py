@@ -49,6 +49,9 @@ class GraphClassifier(nn.Module):
             Default: ``"mean"``.
         fusion: Type fusion (``"attention"``, ``"concat"``). Default: ``"attention"``.
         head_hidden: Hidden width of the head, ``None`` for linear. Default: ``None``.
+        readout_ntypes: Node types pooled by the readout. Default ``None``: every type
+            but ``summary`` (summary nodes pass messages between modalities and are not
+            pooled themselves).
 
     Example:
         >>> import dgl, torch
@@ -95,6 +98,7 @@ class GraphClassifier(nn.Module):
         pool: str = "mean",
         fusion: str = "attention",
         head_hidden: int | None = None,
+        readout_ntypes: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if not in_dims:
@@ -123,7 +127,15 @@ class GraphClassifier(nn.Module):
             dropout=dropout,
             activation=activation,
         )
-        self.readout = TypeReadout(self.ntypes, hidden, pool=pool, fusion=fusion)
+        if readout_ntypes is None:
+            # summary nodes carry messages between modalities; pooling them as well
+            # would give the head a second, already mixed view of every modality
+            readout_ntypes = [t for t in self.ntypes if t != "summary"] or self.ntypes
+        pooled = sorted(str(t) for t in readout_ntypes)
+        unknown = sorted(set(pooled) - set(self.ntypes))
+        if unknown or not pooled:
+            raise ValueError(f"readout_ntypes {unknown or pooled} must name node types of in_dims: {self.ntypes}")
+        self.readout = TypeReadout(pooled, hidden, pool=pool, fusion=fusion)
         self.head = ClassificationHead(
             self.readout.out_dim, num_classes, hidden=head_hidden, dropout=dropout
         )
