@@ -47,7 +47,7 @@ def test_same_seed_same_metrics(make_cfg, tmp_path):
 def test_train_learns_from_one_modality_at_a_time(make_cfg):
     # a short but real run: image-only digits must beat chance (0.1) by a wide margin
     cfg = make_cfg(
-        ["data.modalities=[image]", "trainer.max_epochs=4", "model.hidden=32", "trainer.optimizer.lr=0.01"]
+        ["data.modalities=[image]", "trainer.max_epochs=8", "model.hidden=32", "model.num_layers=1"]
     )
     assert train(cfg)["test/acc"] > 0.5
 

@@ -81,7 +81,12 @@ class RelationGraphConv(HeteroGraphConv):
           destination of at least one relation with known endpoints.
     """
 
-    def __init__(self, mods: Mapping[CanonicalEType, nn.Module], aggregate: str = "sum") -> None:
+    def __init__(
+        self,
+        mods: Mapping[CanonicalEType, nn.Module],
+        aggregate: str = "sum",
+        skip: Sequence[Sequence[str]] = (),
+    ) -> None:
         if aggregate not in AGGREGATES:
             raise ValueError(f"Unknown aggregate {aggregate!r}; choose one of {list(AGGREGATES)}.")
         mods = {tuple(k): v for k, v in mods.items()}
@@ -89,6 +94,8 @@ class RelationGraphConv(HeteroGraphConv):
             if len(key) != 3:
                 raise ValueError(f"modules must be keyed by (src, rel, dst), got key {key!r}")
         super().__init__(mods, aggregate=aggregate)
+        # relations deliberately left without a module (their output would be unused)
+        self.skip = frozenset(tuple(c) for c in skip)
         self.aggregate = aggregate
 
     def forward(  # type: ignore[override]
@@ -113,7 +120,7 @@ class RelationGraphConv(HeteroGraphConv):
         attention: dict[CanonicalEType, Tensor] = {}
         for cet in g.canonical_etypes:
             stype, _, dtype = cet
-            if stype not in inputs or dtype not in inputs:
+            if stype not in inputs or dtype not in inputs or cet in self.skip:
                 continue
             mod = self.mod_dict.get(cet)
             if mod is None:
@@ -165,6 +172,9 @@ class HeteroGNN(nn.Module):
             Default: ``"sum"``.
         dropout: Dropout on the update. Default: ``0.1``.
         activation: :math:`\sigma`, a name or ``None``. Default: ``"relu"``.
+        output_ntypes: Node types whose final states are used downstream. The last
+            layer only runs the relations into these types; the others keep their
+            previous state. Default: ``None`` (all types).
 
     Example:
         >>> import dgl, torch
@@ -199,6 +209,7 @@ class HeteroGNN(nn.Module):
         aggregate: str = "sum",
         dropout: float = 0.1,
         activation: str | Callable[[Tensor], Tensor] | None = "relu",
+        output_ntypes: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         get_conv(conv)  # fail early, listing the known names
@@ -224,17 +235,23 @@ class HeteroGNN(nn.Module):
         dst_types = sorted({t for _, _, t in self.canonical_etypes})
         self.layers = nn.ModuleList()
         self.norms = nn.ModuleList()
-        for _ in range(num_layers):
+        self.output_ntypes = None if output_ntypes is None else sorted(output_ntypes)
+        for i in range(num_layers):
+            last = i == num_layers - 1
+            rels = [
+                c for c in self.canonical_etypes if not (last and output_ntypes is not None and c[2] not in output_ntypes)
+            ]
             mods = {
                 # Bipartite relations get a (src, dst) width pair so convs that can
                 # learn separate source/destination projections do so.
                 cet: build_conv(
                     conv, hidden if cet[0] == cet[2] else (hidden, hidden), hidden, **self.conv_kwargs
                 )
-                for cet in self.canonical_etypes
+                for cet in rels
             }
-            self.layers.append(RelationGraphConv(mods, aggregate=aggregate))
-            self.norms.append(nn.ModuleDict({t: nn.LayerNorm(hidden) for t in dst_types}))
+            skip = [c for c in self.canonical_etypes if c not in mods]
+            self.layers.append(RelationGraphConv(mods, aggregate=aggregate, skip=skip))
+            self.norms.append(nn.ModuleDict({t: nn.LayerNorm(hidden) for t in dst_types if any(c[2] == t for c in rels)}))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -116,6 +116,14 @@ class GraphClassifier(nn.Module):
             for cet in as_canonical_etypes(canonical_etypes)
             if cet[0] in in_dims and cet[2] in in_dims
         ]
+        if readout_ntypes is None:
+            # summary nodes carry messages between modalities; pooling them as well
+            # would give the head a second, already mixed view of every modality
+            readout_ntypes = [t for t in self.ntypes if t != "summary"] or self.ntypes
+        pooled = sorted(str(t) for t in readout_ntypes)
+        unknown = sorted(set(pooled) - set(self.ntypes))
+        if unknown or not pooled:
+            raise ValueError(f"readout_ntypes {unknown or pooled} must name node types of in_dims: {self.ntypes}")
         self.encoders = NodeEncoders(in_dims, hidden)
         self.gnn = HeteroGNN(
             self.canonical_etypes,
@@ -126,15 +134,8 @@ class GraphClassifier(nn.Module):
             aggregate=aggregate,
             dropout=dropout,
             activation=activation,
+            output_ntypes=pooled,
         )
-        if readout_ntypes is None:
-            # summary nodes carry messages between modalities; pooling them as well
-            # would give the head a second, already mixed view of every modality
-            readout_ntypes = [t for t in self.ntypes if t != "summary"] or self.ntypes
-        pooled = sorted(str(t) for t in readout_ntypes)
-        unknown = sorted(set(pooled) - set(self.ntypes))
-        if unknown or not pooled:
-            raise ValueError(f"readout_ntypes {unknown or pooled} must name node types of in_dims: {self.ntypes}")
         self.readout = TypeReadout(pooled, hidden, pool=pool, fusion=fusion)
         self.head = ClassificationHead(
             self.readout.out_dim, num_classes, hidden=head_hidden, dropout=dropout

@@ -1,0 +1,1 @@
+"""Measured comparisons; each script writes its table into benchmarks/RESULTS.md."""
