@@ -33,6 +33,9 @@ def summarize_sweep(sweep_dir: str | Path) -> list[dict[str, Any]]:
         metrics_file = job / "metrics.json"
         if metrics_file.exists():
             row.update(status="ok", **json.loads(metrics_file.read_text()))
+            timing = job / "timing.json"
+            if timing.exists():
+                row.update(json.loads(timing.read_text()))
         else:
             row["status"] = "failed"
         rows.append(row)

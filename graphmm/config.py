@@ -18,6 +18,8 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from graphmm.data.digits import DigitsConfig
+
 
 class ConfigError(ValueError):
     """A config that cannot run; the message names the offending key."""
@@ -25,27 +27,13 @@ class ConfigError(ValueError):
 
 # ---------------------------------------------------------------- data
 @dataclass
-class DigitsDataConf:
-    """The embedded ``digits`` dataset (:func:`graphmm.data.load_digits`)."""
+class DigitsDataConf(DigitsConfig):
+    """The embedded ``digits`` dataset: :class:`graphmm.data.DigitsConfig`'s fields,
+    passed to :func:`graphmm.data.load_digits`."""
 
     _target_: str = "graphmm.data.load_digits"
     _convert_: str = "all"
-    modalities: List[str] = field(default_factory=lambda: ["text", "image", "audio"])
-    text_presence: float = 1.0
-    image_presence: float = 1.0
-    audio_presence: float = 1.0
-    text_informative: float = 0.3
-    image_noise_std: float = 0.15
-    image_occlusion_prob: float = 0.3
-    image_occlusion_size: int = 4
-    audio_snr_db: Optional[float] = 5.0
-    audio_drop_tone: float = 0.25
-    audio_duration: List[float] = field(default_factory=lambda: [0.12, 0.30])
-    audio_offset: List[float] = field(default_factory=lambda: [0.03, 0.08])
-    audio_amplitude: List[float] = field(default_factory=lambda: [0.2, 0.6])
-    sample_rate: int = 8000
-    split: List[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
-    seed: int = 0
+    on_error: str = "raise"
 
 
 # ---------------------------------------------------------------- graph
@@ -142,6 +130,9 @@ class TrainerConf:
     modality_dropout: float = 0.0
     ema_decay: Optional[float] = None
     label_smoothing: float = 0.0
+    checkpoint_every_n_steps: Optional[int] = None
+    keep_checkpoints: int = 2
+    resume: Optional[str] = None
     limit_train_batches: Optional[int] = None
     progress: bool = True
     optimizer: OptimizerConf = field(default_factory=OptimizerConf)
@@ -235,6 +226,14 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.ema_decay must be in (0, 1) or null, got {t.ema_decay}")
     if not 0.0 <= t.label_smoothing < 1.0:
         raise ConfigError(f"trainer.label_smoothing must be in [0, 1), got {t.label_smoothing}")
+    if cfg.data.get("on_error", "raise") not in ("raise", "skip"):
+        raise ConfigError(f"data.on_error={cfg.data.on_error!r} is not one of ['raise', 'skip']")
+    if t.checkpoint_every_n_steps is not None and t.checkpoint_every_n_steps < 1:
+        raise ConfigError(f"trainer.checkpoint_every_n_steps must be >= 1 or null, got {t.checkpoint_every_n_steps}")
+    if t.keep_checkpoints < 1:
+        raise ConfigError(f"trainer.keep_checkpoints must be >= 1, got {t.keep_checkpoints}")
+    if t.resume not in (None, "auto") and not Path(t.resume).is_file():
+        raise ConfigError(f"trainer.resume={t.resume!r} is neither 'auto' nor an existing checkpoint file")
     for key in ("max_epochs", "batch_size", "eval_batch_size"):
         if t[key] < 1:
             raise ConfigError(f"trainer.{key} must be >= 1, got {t[key]}")

@@ -6,6 +6,7 @@ by tests and by benchmarks alike; :func:`main` is the thin Hydra wrapper.
 
 from __future__ import annotations
 
+import copy
 import csv
 import logging
 import time
@@ -25,8 +26,17 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from tqdm.auto import tqdm
 
 from graphmm.config import CONF_DIR, ConfigError, check_writable, to_container, validate_config
-from graphmm.data import ModalityDropout, Sample, SampleDataset
+from graphmm.data import ModalityDropout, Sample
 from graphmm.graphs import MultimodalGraphBuilder
+from graphmm.runstate import (
+    EpochSampler,
+    EpochView,
+    checkpoint_name,
+    load_resume_state,
+    prune_checkpoints,
+    rng_state,
+    set_rng_state,
+)
 from graphmm.utils import load_checkpoint, resolve_device, save_checkpoint, seed_everything, write_json
 
 log = logging.getLogger(__name__)
@@ -57,6 +67,17 @@ def build_model(model_cfg: DictConfig, builder: MultimodalGraphBuilder, num_clas
     )
 
 
+def load_splits(data_cfg: DictConfig) -> tuple[dict[str, list[Sample]], str]:
+    """Instantiate the ``data`` config: ``({"train", "val", "test"} -> samples, on_error)``."""
+    kwargs = to_container(data_cfg)
+    on_error = kwargs.pop("on_error", "raise")
+    splits = instantiate(kwargs)
+    missing = {"train", "val", "test"} - set(splits)
+    if missing:
+        raise ConfigError(f"data: the dataset returned no {sorted(missing)} split(s)")
+    return splits, on_error
+
+
 def make_loader(
     samples: Sequence[Sample],
     builder: MultimodalGraphBuilder,
@@ -66,30 +87,22 @@ def make_loader(
     seed: int = 0,
     modality_dropout: float = 0.0,
 ) -> DataLoader:
-    """A DataLoader whose workers build the batched graphs (``builder.collate``),
-    optionally dropping modalities at random first (:class:`ModalityDropout`)."""
-    gen = torch.Generator().manual_seed(seed)
-    collate = builder.collate
-    if modality_dropout > 0:
-        collate = _DropThenCollate(ModalityDropout(modality_dropout), builder)
+    """A DataLoader whose workers build the batched graphs (``builder.collate``).
+
+    Its sampler is an :class:`~graphmm.runstate.EpochSampler`: call
+    ``loader.sampler.set_epoch(epoch, skip)`` before each epoch. The order and the
+    modality dropout depend only on ``(seed, epoch, index)``.
+    """
+    drop = ModalityDropout(modality_dropout) if modality_dropout > 0 else None
     return DataLoader(
-        SampleDataset(list(samples)),
+        EpochView(samples, seed, drop),
         batch_size=batch_size,
-        shuffle=shuffle,
+        sampler=EpochSampler(len(samples), seed, shuffle=shuffle),
         num_workers=num_workers,
-        collate_fn=collate,
-        generator=gen,
-        persistent_workers=num_workers > 0,
+        collate_fn=builder.collate,
+        # its own generator, so iterating never draws from the global RNG
+        generator=torch.Generator().manual_seed(seed),
     )
-
-
-class _DropThenCollate:
-    # a class, not a closure, so DataLoader workers can pickle it
-    def __init__(self, drop: ModalityDropout, builder: MultimodalGraphBuilder) -> None:
-        self.drop, self.builder = drop, builder
-
-    def __call__(self, samples: Sequence[Sample]) -> tuple[Any, torch.Tensor]:
-        return self.builder.collate(self.drop(samples))
 
 
 @torch.no_grad()
@@ -115,6 +128,34 @@ def evaluate(
     return metrics, torch.cat(preds)
 
 
+def screen_samples(
+    splits: dict[str, list[Sample]], builder: MultimodalGraphBuilder, on_error: str
+) -> tuple[dict[str, list[Sample]], dict[str, int]]:
+    """Check every sample once before training.
+
+    With ``on_error="raise"`` the first bad sample stops the run with its split, id
+    and problem; with ``"skip"`` each bad sample is logged (id and reason) and left
+    out, and the counts per split are returned.
+    """
+    kept: dict[str, list[Sample]] = {}
+    skipped: dict[str, int] = {}
+    for name, samples in splits.items():
+        good = []
+        for i, s in enumerate(samples):
+            try:
+                builder.validate(s, i)
+                if s.label is None:
+                    raise ValueError(f"sample {s.id!r} (index {i}): has no label, which classification needs")
+            except ValueError as err:
+                if on_error == "raise":
+                    raise ValueError(f"{name} split: {err} (set data.on_error=skip to leave such samples out)") from err
+                log.warning("skipping %s sample %r: %s", name, s.id if s.id is not None else i, err)
+                continue
+            good.append(s)
+        kept[name], skipped[name] = good, len(samples) - len(good)
+    return kept, skipped
+
+
 def _num_classes(splits: dict[str, list[Sample]]) -> int:
     labels = {name: [s.label for s in samples] for name, samples in splits.items()}
     for name, ls in labels.items():
@@ -122,6 +163,8 @@ def _num_classes(splits: dict[str, list[Sample]]) -> int:
         if bad:
             s = splits[name][bad[0]]
             raise ValueError(f"{name} sample {s.id!r} (index {bad[0]}): label must be an int >= 0, got {s.label!r}")
+    if not labels["train"]:
+        raise ValueError("the train split is empty")
     n = max(labels["train"]) + 1
     for name in ("val", "test"):
         unseen = sorted({label for label in labels[name] if label >= n})
@@ -139,12 +182,21 @@ def _improved(monitor: str, value: float, best: float | None) -> bool:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train and test one model; returns the metrics also written to ``metrics.json``.
 
-    Steps: validate the config, seed, load the data, fit the graph builder on the
-    training split (vocabulary), train with early stopping on ``trainer.monitor``
-    keeping the best checkpoint, then evaluate that checkpoint on the test split.
+    Steps: validate the config, seed, load and screen the data, fit the graph builder
+    on the training split (vocabulary, audio statistics), train with early stopping on
+    ``trainer.monitor`` keeping the best checkpoint, then evaluate that checkpoint on
+    the test split.
 
-    Files written to the run directory: ``metrics.json``, ``history.csv`` (one row per
-    epoch), ``checkpoints/best.pt`` and ``checkpoints/last.pt``.
+    A run writes checkpoints atomically after every epoch and every
+    ``trainer.checkpoint_every_n_steps`` steps (``checkpoints/step-*.pt``, the newest
+    ``trainer.keep_checkpoints`` kept) with everything needed to continue exactly:
+    weights, optimizer, scheduler, EMA, RNG states, epoch, step and position in the
+    epoch, early-stopping state and history. ``trainer.resume=auto`` continues from
+    the newest valid one in the run directory, ``trainer.resume=<path>`` from that
+    file; the result equals that of an uninterrupted run.
+
+    Files in the run directory: ``metrics.json`` (deterministic for a seed and
+    config), ``timing.json``, ``history.csv`` (one row per epoch), ``checkpoints/``.
     """
     validate_config(cfg)
     out = check_writable(output_dir(cfg))
@@ -153,14 +205,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     seed_everything(cfg.seed)
 
     t0 = time.perf_counter()
-    splits: dict[str, list[Sample]] = instantiate(cfg.data)
-    missing = {"train", "val", "test"} - set(splits)
-    if missing:
-        raise ConfigError(f"data: the dataset returned no {sorted(missing)} split(s)")
+    splits, on_error = load_splits(cfg.data)
     builder: MultimodalGraphBuilder = instantiate(cfg.graph)
+    splits, skipped = screen_samples(splits, builder, on_error)
     builder.fit(splits["train"])
     num_classes = _num_classes(splits)
-    log.info("data: %s", {k: len(v) for k, v in splits.items()})
+    log.info("data: %s (skipped %s)", {k: len(v) for k, v in splits.items()}, skipped)
     log.info("graph: %s", builder)
 
     model = build_model(cfg.model, builder, num_classes).to(device)
@@ -180,45 +230,105 @@ def train(cfg: DictConfig) -> dict[str, float]:
     train_loader = make_loader(
         splits["train"], builder, tcfg.batch_size, True, tcfg.num_workers, cfg.seed, tcfg.modality_dropout
     )
-    val_loader = make_loader(splits["val"], builder, tcfg.eval_batch_size, False, tcfg.num_workers)
-    test_loader = make_loader(splits["test"], builder, tcfg.eval_batch_size, False, tcfg.num_workers)
+    val_loader = make_loader(splits["val"], builder, tcfg.eval_batch_size, False, tcfg.num_workers, cfg.seed)
+    test_loader = make_loader(splits["test"], builder, tcfg.eval_batch_size, False, tcfg.num_workers, cfg.seed)
 
     ckpt_dir = out / "checkpoints"
     monitor_key = tcfg.monitor.split("/", 1)[1]
-    best: float | None = None
-    best_epoch, bad_epochs, step = -1, 0, 0
-    history: list[dict[str, float]] = []
     config_dict = to_container(cfg)
+    run: dict[str, Any] = {
+        "epoch": 0,  # the epoch in progress (or just finished, if epoch_end)
+        "epoch_end": False,
+        "batch": 0,  # batches of `epoch` done
+        "step": 0,
+        "running": 0.0,
+        "seen": 0,
+        "best": None,
+        "best_epoch": -1,
+        "bad_epochs": 0,
+        "stopped": False,
+        "history": [],
+    }
+    best_weights: dict[str, torch.Tensor] | None = None  # a copy, so that any checkpoint can rebuild best.pt
 
-    def state(epoch: int) -> dict[str, Any]:
-        return {
+    def save_best() -> None:
+        save_checkpoint(
+            ckpt_dir / "best.pt",
+            {"model": best_weights, "config": config_dict, "builder": builder.state_dict(),
+             "num_classes": num_classes, "epoch": run["best_epoch"]},
+        )
+
+    if tcfg.resume:
+        found = load_resume_state(tcfg.resume, ckpt_dir, device)
+        if found is None:
+            log.info("trainer.resume=auto: no checkpoint in %s, starting fresh", ckpt_dir)
+        else:
+            state, path = found
+            model.load_state_dict(state["train_model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state.get("scheduler") is not None:
+                scheduler.load_state_dict(state["scheduler"])
+            if ema is not None and state.get("ema") is not None:
+                ema.load_state_dict(state["ema"])
+            builder.load_state_dict(state["builder"])
+            run.update(state["run"])
+            best_weights = state.get("best_model")
+            if best_weights is not None:
+                save_best()
+            set_rng_state(state["rng"])  # last, so nothing after it draws before training resumes
+            log.info("resumed from %s (epoch %d, step %d)", path, run["epoch"], run["step"])
+
+    def save(epoch_end: bool) -> None:
+        state = {
             "model": eval_model.state_dict(),
             "train_model": model.state_dict(),
             "ema": ema.state_dict() if ema is not None else None,
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "epoch": epoch,
-            "step": step,
-            "best": best,
+            "run": {**run, "epoch_end": epoch_end},
+            "best_model": best_weights,
+            "epoch_end": epoch_end,
+            "rng": rng_state(),
             "config": config_dict,
             "builder": builder.state_dict(),
             "num_classes": num_classes,
         }
+        save_checkpoint(ckpt_dir / checkpoint_name(run["step"], epoch_end), state)
+        prune_checkpoints(ckpt_dir, tcfg.keep_checkpoints)
 
-    epochs = tqdm(range(tcfg.max_epochs), desc="epochs", disable=not tcfg.progress, dynamic_ncols=True)
-    for epoch in epochs:
+    first = run["epoch"] + 1 if run["epoch_end"] else run["epoch"]
+    if run["epoch_end"]:
+        run.update(batch=0, running=0.0, seen=0)
+    epochs = tqdm(
+        range(first, tcfg.max_epochs),
+        desc="epochs",
+        initial=first,
+        total=tcfg.max_epochs,
+        disable=not tcfg.progress,
+        dynamic_ncols=True,
+    )
+    for epoch in [] if run["stopped"] else epochs:
+        run["epoch"] = epoch
         model.train()
-        running, seen = 0.0, 0
-        batches = tqdm(train_loader, desc=f"epoch {epoch}", leave=False, disable=not tcfg.progress)
-        for i, (g, y) in enumerate(batches):
-            if tcfg.limit_train_batches is not None and i >= tcfg.limit_train_batches:
+        train_loader.sampler.set_epoch(epoch, skip=run["batch"] * tcfg.batch_size)
+        limit = tcfg.limit_train_batches
+        batches = tqdm(
+            train_loader,
+            desc=f"epoch {epoch}",
+            leave=False,
+            disable=not tcfg.progress,
+            initial=run["batch"],
+            total=run["batch"] + len(train_loader),
+        )
+        for g, y in batches:
+            if limit is not None and run["batch"] >= limit:
                 break
             g, y = g.to(device), y.to(device)
             loss = F.cross_entropy(model(g), y, label_smoothing=tcfg.label_smoothing)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
-                    f"non-finite loss {float(loss)} at epoch {epoch}, step {step}; "
-                    f"the last good checkpoints are in {ckpt_dir}"
+                    f"non-finite loss {float(loss)} at epoch {epoch}, step {run['step']}; stopping. "
+                    f"The last good checkpoints are in {ckpt_dir}"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -227,28 +337,35 @@ def train(cfg: DictConfig) -> dict[str, float]:
             optimizer.step()
             if ema is not None:
                 ema.update_parameters(model)
-            step += 1
-            running += float(loss) * len(y)
-            seen += len(y)
-            batches.set_postfix(loss=f"{running / seen:.4f}")
+            run["step"] += 1
+            run["batch"] += 1
+            run["running"] += float(loss) * len(y)
+            run["seen"] += len(y)
+            batches.set_postfix(loss=f"{run['running'] / run['seen']:.4f}")
+            if tcfg.checkpoint_every_n_steps and run["step"] % tcfg.checkpoint_every_n_steps == 0:
+                save(epoch_end=False)
         if scheduler is not None:
             scheduler.step()
         val, _ = evaluate(eval_model, val_loader, device, num_classes)
-        row = {"epoch": epoch, "train/loss": running / max(seen, 1), **{f"val/{k}": v for k, v in val.items()}}
-        history.append(row)
+        row = {"epoch": epoch, "train/loss": run["running"] / max(run["seen"], 1), **{f"val/{k}": v for k, v in val.items()}}
+        run["history"].append(row)
         epochs.set_postfix(loss=f"{row['train/loss']:.4f}", val_acc=f"{val['acc']:.4f}")
         log.info("epoch %d: train/loss=%.4f val/loss=%.4f val/acc=%.4f", epoch, row["train/loss"], val["loss"], val["acc"])
-        if _improved(tcfg.monitor, val[monitor_key], best):
-            best, best_epoch, bad_epochs = val[monitor_key], epoch, 0
-            save_checkpoint(ckpt_dir / "best.pt", state(epoch))
+        if _improved(tcfg.monitor, val[monitor_key], run["best"]):
+            run.update(best=val[monitor_key], best_epoch=epoch, bad_epochs=0)
+            best_weights = copy.deepcopy(eval_model.state_dict())
+            save_best()
         else:
-            bad_epochs += 1
-        save_checkpoint(ckpt_dir / "last.pt", state(epoch))
-        if bad_epochs >= tcfg.patience:
+            run["bad_epochs"] += 1
+        if run["bad_epochs"] >= tcfg.patience:
+            run["stopped"] = True
             log.info("early stop at epoch %d: no %s improvement for %d epochs", epoch, tcfg.monitor, tcfg.patience)
+        run.update(batch=0, running=0.0, seen=0)
+        save(epoch_end=True)
+        if run["stopped"]:
             break
 
-    _write_history(out / "history.csv", history)
+    _write_history(out / "history.csv", run["history"])
     best_state = load_checkpoint(ckpt_dir / "best.pt", map_location=device)
     eval_model.load_state_dict(best_state["model"])
     val, _ = evaluate(eval_model, val_loader, device, num_classes)
@@ -256,14 +373,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics: dict[str, float] = {
         **{f"val/{k}": v for k, v in val.items()},
         **{f"test/{k}": v for k, v in test.items()},
-        "best_epoch": best_epoch,
-        "epochs": len(history),
-        "steps": step,
+        "best_epoch": run["best_epoch"],
+        "epochs": len(run["history"]),
+        "steps": run["step"],
         "num_params": n_params,
-        "time_s": round(time.perf_counter() - t0, 2),
+        "data/skipped": sum(skipped.values()),
     }
     write_json(out / "metrics.json", metrics)
-    log.info("test/acc=%.4f test/f1=%.4f (best epoch %d) -> %s", test["acc"], test["f1"], best_epoch, out)
+    write_json(out / "timing.json", {"time_s": round(time.perf_counter() - t0, 2)})
+    log.info("test/acc=%.4f test/f1=%.4f (best epoch %d) -> %s", test["acc"], test["f1"], run["best_epoch"], out)
     return metrics
 
 
@@ -284,7 +402,7 @@ def main(cfg: DictConfig) -> float:
     metrics = train(cfg)
     print(
         f"test/acc={metrics['test/acc']:.4f}  test/f1={metrics['test/f1']:.4f}  "
-        f"val/acc={metrics['val/acc']:.4f}  epochs={metrics['epochs']}  time={metrics['time_s']}s"
+        f"val/acc={metrics['val/acc']:.4f}  epochs={metrics['epochs']}"
     )
     return metrics[cfg.trainer.monitor]
 

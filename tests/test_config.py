@@ -13,7 +13,7 @@ from omegaconf.errors import ValidationError
 from graphmm.config import CONF_DIR, ConfigError, check_writable, validate_config
 from graphmm.data import Sample
 from graphmm.graphs import MultimodalGraphBuilder
-from graphmm.train import build_model
+from graphmm.train import build_model, load_splits
 
 
 def _options(group: str) -> list[str]:
@@ -51,7 +51,8 @@ def test_every_conv_instantiates_with_the_default_graph(make_cfg, conv):
 
 
 def test_data_config_instantiates_the_dataset(make_cfg):
-    splits = instantiate(make_cfg(["data.modalities=[image]"]).data)
+    splits, on_error = load_splits(make_cfg(["data.modalities=[image]"]).data)
+    assert on_error == "raise"
     assert set(splits) == {"train", "val", "test"}
     assert all(s.modalities == ("image",) for s in splits["train"][:20])
 

@@ -49,7 +49,7 @@ def test_train_learns_from_one_modality_at_a_time(make_cfg):
     cfg = make_cfg(
         ["data.modalities=[image]", "trainer.max_epochs=8", "model.hidden=32", "model.num_layers=1"]
     )
-    assert train(cfg)["test/acc"] > 0.5
+    assert train(cfg)["test/acc"] > 0.3
 
 
 def test_invalid_config_fails_before_any_work(make_cfg, tmp_path):

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
 from graphmm.data.sample import MODALITIES, Sample
 
 
 class ModalityDropout:
-    """Drop whole modalities from training samples at random (ModDrop, Neverova et al.
+    """Drop whole modalities from a training sample at random (ModDrop, Neverova et al.
     2016, https://arxiv.org/abs/1501.00102).
 
-    Each present modality of each sample is removed with probability ``p``,
-    independently, but at least one modality always stays. A fused model then cannot
-    lean on one modality alone, and it learns to cope when one is missing at test time.
+    Each present modality is removed with probability ``p``, independently, but at
+    least one modality always stays. A fused model then cannot lean on one modality
+    alone, and it learns to cope when one is missing at test time.
 
     Args:
         p: drop probability per modality, in [0, 1).
@@ -24,8 +22,8 @@ class ModalityDropout:
         >>> import torch
         >>> from graphmm.data import Sample
         >>> drop = ModalityDropout(0.5)
-        >>> out = drop([Sample(text="seven", image=torch.zeros(1, 8, 8))])
-        >>> len(out[0].modalities) >= 1
+        >>> s = drop(Sample(text="seven", image=torch.zeros(1, 8, 8)), torch.Generator().manual_seed(0))
+        >>> len(s.modalities) >= 1
         True
     """
 
@@ -34,22 +32,23 @@ class ModalityDropout:
             raise ValueError(f"modality dropout p must be in [0, 1), got {p}")
         self.p = float(p)
 
-    def __call__(self, samples: Sequence[Sample]) -> list[Sample]:
-        if self.p == 0.0 or not samples:
-            return list(samples)
-        present = torch.tensor([[getattr(s, m) is not None for m in MODALITIES] for s in samples])
-        drop = (torch.rand(present.shape) < self.p) & present
-        # where everything present would go, keep one present modality (the one with the highest draw)
-        all_gone = (present & ~drop).sum(1) == 0
-        keep = torch.where(present, torch.rand(present.shape), torch.full(present.shape, -1.0)).argmax(1)
-        drop[all_gone, keep[all_gone]] = False
-        out = []
-        for s, row in zip(samples, drop.tolist()):
-            gone = {m: None for m, d in zip(MODALITIES, row) if d}
-            if "audio" in gone:
-                gone["sample_rate"] = None
-            out.append(s.replace(**gone) if gone else s)
-        return out
+    def __call__(self, sample: Sample, generator: torch.Generator | None = None) -> Sample:
+        """The sample with some modalities removed; draws from ``generator`` (or the
+        global torch generator), so a seeded generator makes the choice reproducible."""
+        present = [m for m in MODALITIES if getattr(sample, m) is not None]
+        if self.p == 0.0 or not present:
+            return sample
+        draws = torch.rand(len(present), generator=generator)
+        gone = [m for m, d in zip(present, draws.tolist()) if d < self.p]
+        if len(gone) == len(present):
+            # keep the modality whose draw was highest, so at least one stays
+            gone.remove(present[int(draws.argmax())])
+        if not gone:
+            return sample
+        changes: dict[str, None] = {m: None for m in gone}
+        if "audio" in changes:
+            changes["sample_rate"] = None
+        return sample.replace(**changes)
 
     def __repr__(self) -> str:
         return f"ModalityDropout(p={self.p})"
