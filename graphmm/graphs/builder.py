@@ -146,6 +146,7 @@ class MultimodalGraphBuilder:
         return {
             "text": self.text.state_dict() if self.text is not None else None,
             "image_channels": self.image.channels if self.image is not None else None,
+            "image_size": list(self.image.image_size) if self.image is not None and self.image.image_size else None,
             "audio": self.audio.state_dict() if self.audio is not None else None,
         }
 
@@ -154,6 +155,8 @@ class MultimodalGraphBuilder:
             self.text.load_state_dict(state["text"])
         if self.image is not None and state.get("image_channels") is not None:
             self.image.channels = int(state["image_channels"])
+        if self.image is not None and state.get("image_size"):
+            self.image.image_size = tuple(int(x) for x in state["image_size"])
         if self.audio is not None and state.get("audio") is not None:
             self.audio.load_state_dict(state["audio"])
 

@@ -60,6 +60,7 @@ class ImageGraphBuilder:
         self.neighbors = int(neighbors)
         self.knn = int(knn)
         self.channels = channels
+        self.image_size: tuple[int, int] | None = None  # (H, W) of the training images, if they all share it
 
     @property
     def relations(self) -> list[tuple[str, str, str]]:
@@ -105,7 +106,11 @@ class ImageGraphBuilder:
         return image.to(torch.float32)
 
     def fit(self, images: Sequence[torch.Tensor]) -> ImageGraphBuilder:
-        """Infer ``channels`` from training images when it was not given."""
+        """Infer ``channels`` from training images when it was not given, and record
+        their common size (``image_size``; ``None`` when sizes differ), so that new
+        images can be resized to what the model saw."""
+        sizes = {tuple(int(x) for x in im.shape[-2:]) for im in images}
+        self.image_size = sizes.pop() if len(sizes) == 1 else None
         if self.channels is None and len(images):
             chans = {int(im.shape[0]) for im in images}
             if len(chans) != 1:
