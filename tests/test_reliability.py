@@ -196,3 +196,11 @@ def test_modality_dropout_keeps_one_and_is_reproducible():
     assert ModalityDropout(0.0)(s) is s
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         ModalityDropout(1.0)
+
+
+def test_worker_processes_do_not_change_results(make_cfg, tmp_path):
+    """Graphs built in DataLoader workers give the same run as in the main process."""
+    quick = ["debug=fast", "model.hidden=16", "model.heads=2"]
+    a = train(make_cfg([*quick, "trainer.num_workers=0", f"output_dir={tmp_path / 'w0'}"]))
+    b = train(make_cfg([*quick, "trainer.num_workers=2", f"output_dir={tmp_path / 'w2'}"]))
+    assert a == b
