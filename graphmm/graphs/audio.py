@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -61,6 +62,9 @@ class AudioGraphBuilder:
         self.n_mels = int(n_mels)
         self.n_fft = int(n_fft)
         self.win_length = int(win_length) if win_length else self.n_fft
+        if not 1 <= self.win_length <= self.n_fft:
+            # torch.stft refuses it only later, with a RuntimeError on the first batch
+            raise ValueError(f"win_length must be in [1, n_fft={self.n_fft}], got {win_length}")
         self.hop_length = int(hop_length)
         self.window = int(window)
         if normalize not in ("global", "clip", "none"):
@@ -99,8 +103,20 @@ class AudioGraphBuilder:
             raise ValueError(f"{where}: audio needs a positive integer sample_rate, got {sample_rate!r}")
         if not torch.isfinite(audio).all():
             raise ValueError(f"{where}: audio has NaN or inf values")
+        # A finite but huge waveform (or a float64 one beyond float32's range) would give
+        # inf/NaN log-mel features: a frame's power is at most (win_length * peak)^2 per
+        # bin and a mel band sums at most n_fft // 2 + 1 bins, so refuse peaks that overflow.
+        peak = float(audio.abs().max()) if audio.numel() else 0.0
+        limit = math.sqrt(torch.finfo(torch.float32).max / (self.n_fft // 2 + 1)) / self.win_length / 4
+        if peak > limit:
+            raise ValueError(
+                f"{where}: audio peak {peak:.3g} is too large (its power spectrum overflows float32); "
+                "scale the waveform to [-1, 1]"
+            )
         audio = audio.to(torch.float32)
-        if sample_rate != self.sample_rate:
+        # resampling an empty clip raises a RuntimeError inside torchaudio; skip it so the
+        # length check below reports the clip as shorter than one frame
+        if sample_rate != self.sample_rate and audio.numel():
             audio = torchaudio.functional.resample(audio, sample_rate, self.sample_rate)
         if audio.numel() < self.n_fft:
             raise ValueError(

@@ -128,17 +128,15 @@ class MultimodalGraphBuilder:
     def fit(self, samples: Sequence[Sample]) -> MultimodalGraphBuilder:
         """Fit what depends on training data: the vocabulary, the image channels and
         the audio band statistics."""
+        # validate every modality, as batch() does: unchecked text or images made fit
+        # fail with AttributeError (text=7) or infer channels from a rank-2 image's height
+        checked = [self.validate(s, i) for i, s in enumerate(samples)]
         if self.text is not None:
-            self.text.fit([s.text for s in samples if s.text is not None])
+            self.text.fit([c["text"] for c in checked if "text" in c])
         if self.image is not None:
-            self.image.fit([s.image for s in samples if s.image is not None])
+            self.image.fit([c["image"] for c in checked if "image" in c])
         if self.audio is not None:
-            clips = [
-                self.audio.validate(s.audio, s.sample_rate, _where(s, i))
-                for i, s in enumerate(samples)
-                if s.audio is not None
-            ]
-            self.audio.fit(clips)
+            self.audio.fit([c["audio"] for c in checked if "audio" in c])
         return self
 
     def state_dict(self) -> dict[str, Any]:

@@ -95,6 +95,9 @@ class ImageGraphBuilder:
         c, h, w = image.shape
         if self.channels is not None and c != self.channels:
             raise ValueError(f"{where}: image has {c} channels, the builder expects {self.channels}")
+        if c == 0:
+            # F.unfold raises a RuntimeError on a channel-less image
+            raise ValueError(f"{where}: image has no channels, got shape {tuple(image.shape)}")
         if h < self.patch_size or w < self.patch_size:
             raise ValueError(
                 f"{where}: image of {h} x {w} is smaller than one {self.patch_size} x {self.patch_size} patch"

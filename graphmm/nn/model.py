@@ -156,3 +156,53 @@ class GraphClassifier(nn.Module):
     def forward(self, g: dgl.DGLGraph) -> Tensor:
         """Logits ``(B, num_classes)`` for a (batched) heterograph."""
         return self.head(self.readout(g, self.encode(g)))
+
+    def explain(self, g: dgl.DGLGraph) -> tuple[Tensor, dict[CanonicalEType, list[Tensor]]]:
+        r"""Logits and the attention of every relation in every layer (``conv="gat"``).
+
+        Runs the same computation as :meth:`forward` (so in ``eval()`` mode the logits
+        are equal) and also returns, for each relation :math:`(s, r, t)` and layer
+        :math:`\ell`, the weights :math:`\alpha^{\ell,k}_{ij}` of edge :math:`j \to i`
+        and head :math:`k`. Each relation has its own softmax, so for every
+        destination node with at least one in-edge of that relation the weights of
+        its in-edges sum to 1 per head. The last layer runs only the relations into
+        pooled node types, so relations into ``summary`` have one entry fewer. It
+        neither switches to ``eval()`` nor disables gradients: call it under
+        ``torch.no_grad()`` on a model in ``eval()`` mode for a deterministic result.
+
+        Args:
+            g: A (batched) heterograph.
+
+        Returns:
+            ``(logits, attention)``: logits ``(B, num_classes)`` and
+            ``dict[canonical_etype, list[(E_rel, heads)]]`` with one entry per layer
+            that ran the relation; edge order is ``g.edges(etype=canonical_etype)``.
+
+        Raises:
+            ValueError: The model's conv computes no attention (e.g. ``"gcn"``);
+                train with ``model.conv=gat``.
+
+        Example:
+            >>> import torch
+            >>> from graphmm.data import Sample
+            >>> from graphmm.graphs import MultimodalGraphBuilder
+            >>> from graphmm.nn import GraphClassifier
+            >>> builder = MultimodalGraphBuilder()
+            >>> g = builder(Sample(text="a seven", image=torch.rand(1, 8, 8)))
+            >>> model = GraphClassifier(builder.in_dims, builder.canonical_etypes, 10,
+            ...                         hidden=16, conv_kwargs={"heads": 2}).eval()
+            >>> logits, attn = model.explain(g)
+            >>> logits.shape, attn[("patch", "to_summary", "summary")][0].shape
+            (torch.Size([1, 10]), torch.Size([4, 2]))
+
+        Shapes:
+            - Input: batched heterograph with :math:`B` graphs.
+            - Output: ``(B, num_classes)`` and ``(E_rel, heads)`` per relation and layer.
+        """
+        if not self.gnn.supports_attention:
+            raise ValueError(
+                f"explain() needs attention weights, but this model uses conv={self.gnn.conv!r}, "
+                f"which computes none; train with model.conv=gat to explain predictions."
+            )
+        states, attention = self.gnn(g, self.encoders(g), return_attention=True)
+        return self.head(self.readout(g, states)), attention

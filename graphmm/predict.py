@@ -1,0 +1,802 @@
+"""Predict with a trained model: ``python -m graphmm.predict ckpt_path=... input.image=...``.
+
+The command line is a thin wrapper over plain functions:
+
+* :func:`load_predictor` rebuilds the model, the graph builder (vocabulary, image
+  size and channels, audio statistics) and the config from a checkpoint;
+* :meth:`Predictor.predict` gives class probabilities for :class:`~graphmm.data.Sample`
+  objects, :meth:`Predictor.sample_from_files` reads inputs from files;
+* :func:`explain` and :func:`write_explanation` turn a GAT model's attention into
+  a patch heatmap, an attention curve over the spectrogram and a per-relation table.
+
+Command line (``key=value`` arguments, as Hydra overrides)::
+
+    python -m graphmm.predict ckpt_path=outputs/run/checkpoints/best.pt \\
+        input.image=digit.png input.audio=tone.wav input.text="a handwritten seven" \\
+        top_k=3 output=json explain=true explain_dir=explain/
+
+From Python::
+
+    from graphmm.predict import load_predictor
+
+    predictor = load_predictor("outputs/run/checkpoints/best.pt")
+    sample = predictor.sample_from_files(image="seven.png", text="a seven")
+    probs = predictor.predict([sample])    # (1, num_classes)
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dgl
+import torch
+
+from graphmm.data import Sample
+from graphmm.data.io import read_audio, read_image
+from graphmm.graphs import MultimodalGraphBuilder
+
+__all__ = [
+    "Explanation",
+    "PredictArgs",
+    "Predictor",
+    "UsageError",
+    "class_names_for",
+    "explain",
+    "load_predictor",
+    "main",
+    "parse_key_values",
+    "received_attention",
+    "relation_summary",
+    "top_k",
+    "write_explanation",
+]
+
+PathLike = str | os.PathLike[str]
+CanonicalEType = tuple[str, str, str]
+
+
+class UsageError(ValueError):
+    """A command-line argument that cannot be used; the message says which and why."""
+
+
+# ---------------------------------------------------------------------- loading
+def class_names_for(config: dict[str, Any] | Any, num_classes: int) -> list[str]:
+    """Readable class names for a run's data config: ``"7 (seven)"`` for ``digits``,
+    else ``"0"``, ``"1"``, ...
+
+    Args:
+        config: The run's full config (``ckpt["config"]``).
+        num_classes: Number of classes of the model.
+
+    Returns:
+        ``num_classes`` names.
+    """
+    target = str((config.get("data") or {}).get("_target_", "")) if hasattr(config, "get") else ""
+    if target.endswith("load_digits"):
+        from graphmm.data import DIGIT_WORDS
+
+        return [f"{i} ({DIGIT_WORDS[i]})" if i < len(DIGIT_WORDS) else str(i) for i in range(num_classes)]
+    return [str(i) for i in range(num_classes)]
+
+
+@dataclass
+class Predictor:
+    """A trained model with everything needed to turn raw inputs into predictions.
+
+    Build it with :func:`load_predictor`.
+
+    Attributes:
+        model: The classifier, in ``eval()`` mode.
+        builder: The fitted graph builder of the run.
+        config: The run's full config, as a plain dict.
+        num_classes: Number of classes.
+        class_names: One readable name per class.
+        ckpt_path: Where the checkpoint came from.
+        epoch: The epoch the checkpoint was saved at (``-1`` if unknown).
+        device: Where the model runs.
+        batch_size: Samples per forward pass in :meth:`predict`.
+    """
+
+    model: torch.nn.Module
+    builder: MultimodalGraphBuilder
+    config: dict[str, Any]
+    num_classes: int
+    class_names: list[str]
+    ckpt_path: Path
+    epoch: int = -1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    batch_size: int = 256
+
+    def sample_from_files(
+        self,
+        image: PathLike | None = None,
+        audio: PathLike | None = None,
+        text: str | None = None,
+        label: int | None = None,
+    ) -> Sample:
+        """A :class:`Sample` from files, converted to what the model was trained on.
+
+        The image is converted to the builder's channel count and resized to the
+        training image size (``builder.image.image_size``); the audio is mixed to
+        mono and resampled to ``builder.audio.sample_rate``.
+
+        Args:
+            image: Image file (PNG, JPEG, ...), or ``None``.
+            audio: Sound file (WAV, FLAC, ...), or ``None``.
+            text: The text, or ``None``.
+            label: Optional true class, kept on the sample.
+
+        Returns:
+            The sample, with ``id`` naming the files.
+
+        Raises:
+            FileNotFoundError: A file does not exist.
+            ValueError: A file cannot be read, no input was given, or the model was
+                trained without that modality.
+        """
+        if image is None and audio is None and text is None:
+            raise UsageError("give at least one input: input.image=<png|jpg>, input.audio=<wav> or input.text=\"...\"")
+        b = self.builder
+        img = wave = rate = None
+        if image is not None:
+            if b.image is None:
+                raise UsageError(f"this model was trained without images (graph.image=null); drop input.image={image}")
+            size = tuple(b.image.image_size) if b.image.image_size else None
+            img = read_image(image, channels=b.image.channels, size=size)
+        if audio is not None:
+            if b.audio is None:
+                raise UsageError(f"this model was trained without audio (graph.audio=null); drop input.audio={audio}")
+            wave, rate = read_audio(audio, sample_rate=b.audio.sample_rate)
+        if text is not None and b.text is None:
+            raise UsageError("this model was trained without text (graph.text=null); drop input.text")
+        name = ", ".join(str(p) for p in (image, audio) if p is not None) or "text input"
+        return Sample(text=text, image=img, audio=wave, sample_rate=rate, label=label, id=name)
+
+    def graph(self, samples: Sequence[Sample]) -> dgl.DGLGraph:
+        """The batched heterograph of ``samples``, on :attr:`device`."""
+        return self.builder.batch(samples).to(self.device)
+
+    @torch.no_grad()
+    def logits(self, samples: Sequence[Sample]) -> torch.Tensor:
+        """Logits ``(B, num_classes)``, computed in batches of :attr:`batch_size`."""
+        if len(samples) == 0:
+            return torch.zeros(0, self.num_classes)
+        self.model.eval()
+        out = [self.model(self.graph(samples[i : i + self.batch_size])).float().cpu()
+               for i in range(0, len(samples), self.batch_size)]
+        return torch.cat(out)
+
+    def predict(self, samples: Sequence[Sample]) -> torch.Tensor:
+        """Class probabilities.
+
+        Args:
+            samples: Samples with any mix of modalities (labels are ignored).
+
+        Returns:
+            Softmax probabilities; each row sums to 1.
+
+        Shapes:
+            - Output: ``(B, num_classes)``.
+        """
+        return self.logits(samples).softmax(-1)
+
+
+def _resolve_ckpt(ckpt_path: PathLike) -> Path:
+    p = Path(ckpt_path)
+    if p.is_dir():  # a run directory, or its checkpoints folder
+        for cand in (p / "checkpoints" / "best.pt", p / "best.pt"):
+            if cand.is_file():
+                return cand
+        raise FileNotFoundError(f"no checkpoints/best.pt in folder {str(p)!r}; pass ckpt_path=<run dir>/checkpoints/best.pt")
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {str(p)!r} does not exist; pass ckpt_path=<run dir>/checkpoints/best.pt "
+            f"from a training run (python -m graphmm.train output_dir=<run dir>)"
+        )
+    return p
+
+
+def load_predictor(ckpt_path: PathLike, device: str | torch.device = "cpu") -> Predictor:
+    """Rebuild a trained model from a checkpoint written by :func:`graphmm.train.train`.
+
+    The checkpoint's saved config gives the graph recipe and the model; its builder
+    state restores the vocabulary, image channels and size and the audio band
+    statistics, so new inputs become exactly the graphs the model was trained on.
+
+    Args:
+        ckpt_path: ``best.pt`` (or any ``step-*.pt``) of a run, or the run folder.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``. Default: ``"cpu"``.
+
+    Returns:
+        The :class:`Predictor`, its model in ``eval()`` mode.
+
+    Raises:
+        FileNotFoundError: No checkpoint at ``ckpt_path``.
+        ValueError: The file is not a graphmm training checkpoint.
+        RuntimeError: The file cannot be loaded safely (corrupt, or not a torch file).
+    """
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from graphmm.train import build_model
+    from graphmm.utils import load_checkpoint, resolve_device
+
+    path = _resolve_ckpt(ckpt_path)
+    dev = resolve_device(device) if isinstance(device, str) else device
+    ckpt = load_checkpoint(path, map_location="cpu")
+    missing = [k for k in ("model", "config", "builder", "num_classes") if k not in ckpt]
+    if missing:
+        raise ValueError(
+            f"checkpoint {str(path)!r} lacks {missing}; it is not a model checkpoint written by graphmm.train "
+            f"(use <run dir>/checkpoints/best.pt)"
+        )
+    cfg = OmegaConf.create(ckpt["config"])
+    builder: MultimodalGraphBuilder = instantiate(cfg.graph)
+    builder.load_state_dict(ckpt["builder"])
+    num_classes = int(ckpt["num_classes"])
+    model = build_model(cfg.model, builder, num_classes)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise ValueError(
+            f"checkpoint {str(path)!r}: the weights do not fit the model its config describes ({first[1].strip() if len(first) > 1 else first[0]})"
+        ) from None
+    model.to(dev).eval()
+    return Predictor(
+        model=model,
+        builder=builder,
+        config=ckpt["config"],
+        num_classes=num_classes,
+        class_names=class_names_for(ckpt["config"], num_classes),
+        ckpt_path=path,
+        epoch=int(ckpt.get("epoch", -1)),
+        device=dev,
+        batch_size=int(ckpt["config"].get("trainer", {}).get("eval_batch_size", 256)),
+    )
+
+
+def top_k(probs: torch.Tensor, k: int, class_names: Sequence[str] | None = None) -> list[list[dict[str, Any]]]:
+    """The ``k`` most probable classes of each row.
+
+    Args:
+        probs: Class probabilities.
+        k: How many (clipped to the number of classes).
+        class_names: One name per class, or ``None``.
+
+    Returns:
+        Per row, ``[{"rank", "class", "name", "prob"}, ...]`` best first.
+
+    Shapes:
+        - probs: ``(B, C)``.
+    """
+    if k < 1:
+        raise UsageError(f"top_k must be >= 1, got {k}")
+    vals, idx = probs.topk(min(k, probs.shape[-1]), dim=-1)
+    names = list(class_names) if class_names is not None else [str(i) for i in range(probs.shape[-1])]
+    return [
+        [{"rank": r + 1, "class": int(c), "name": names[int(c)], "prob": float(v)}
+         for r, (v, c) in enumerate(zip(vr.tolist(), ir.tolist()))]
+        for vr, ir in zip(vals, idx)
+    ]
+
+
+# ---------------------------------------------------------------------- attention
+def received_attention(
+    g: dgl.DGLGraph, attention: dict[CanonicalEType, list[torch.Tensor]], ntype: str
+) -> tuple[torch.Tensor, list[CanonicalEType], str]:
+    r"""How much attention other modalities pay to each node of ``ntype``.
+
+    Each relation's GAT softmax runs over a destination's in-edges, so the weights
+    a node gives to its sources sum to 1 and a node's attention *into* itself is
+    constant. The informative quantity is the attention that destinations of the
+    other modalities pay to each ``ntype`` node as a source:
+
+    .. math::
+
+        m_j = \sum_{(s, r, t)} \sum_{\ell} \sum_{i:\,(j \to i) \in E_{(s,r,t)}}
+              \frac{1}{K}\sum_{k=1}^{K} \alpha^{\ell,k}_{ij}
+
+    over heads :math:`k` (averaged), layers :math:`\ell` (summed) and relations with
+    source type ``ntype``, chosen as follows:
+
+    * ``"direct"``: relations from ``ntype`` straight into another modality's nodes
+      (``cross`` or ``aligned`` with ``word``/``patch``/``frame`` destinations), when
+      the graph recipe has any;
+    * ``"summary"``: otherwise the ``(ntype, to_summary, summary)`` relation, i.e.
+      the modality's own summary node's attention over its nodes. That summary
+      node is the only route from these nodes to the other modalities (through
+      ``summary_link``); whether the route reaches them depends on the number of
+      layers, so this map shows what the route reads, not what arrives.
+    * ``"within"``: otherwise (e.g. a one-layer model, whose only layer skips the
+      relations into unpooled summary nodes) the attention the modality's own
+      nodes pay to each node (``adjacent``, ``similar``, ``next``);
+    * ``"none"``: no such relation; all zeros.
+
+    Args:
+        g: The graph the attention was computed on.
+        attention: Output of :meth:`graphmm.nn.GraphClassifier.explain`.
+        ntype: ``"patch"``, ``"frame"`` or ``"word"``.
+
+    Returns:
+        ``(mass per node, relations used, route)``.
+
+    Shapes:
+        - Output: ``(N_ntype,)``.
+    """
+    n = g.num_nodes(ntype) if ntype in g.ntypes else 0
+    modal = {"word", "patch", "frame"} - {ntype}
+    direct = [c for c in attention if c[0] == ntype and c[2] in modal]
+    summary = [c for c in attention if c[0] == ntype and c[2] == "summary"]
+    within = [c for c in attention if c[0] == ntype and c[2] == ntype]
+    rels, route = [], "none"
+    for cand, name in ((direct, "direct"), (summary, "summary"), (within, "within")):
+        if cand:
+            rels, route = cand, name
+            break
+    mass = torch.zeros(n, dtype=torch.float64)
+    for cet in rels:
+        src, _ = g.edges(etype=cet)
+        for a in attention[cet]:
+            mass.index_add_(0, src.cpu().long(), a.detach().float().mean(-1).cpu().double())
+    return mass.float(), rels, route
+
+
+def relation_summary(
+    g: dgl.DGLGraph,
+    attention: dict[CanonicalEType, list[torch.Tensor]],
+    message_norms: dict[CanonicalEType, list[float]] | None = None,
+) -> list[dict[str, Any]]:
+    r"""One row per relation: how much attention and how large a message it carried.
+
+    Columns: ``relation`` (``"src:rel:dst"``), ``layers`` (layers that ran it),
+    ``edges``, ``attending_nodes`` (destinations with at least one in-edge),
+    ``attention_mass`` (:math:`\sum_\ell \sum_e` head-mean :math:`\alpha`), ``share``
+    (of the total mass), ``mean_max_attention`` (mean over attending nodes and
+    layers of their largest weight: ``1/in-degree`` for uniform attention, 1 for a
+    node that attends to one source only) and ``message_norm`` (mean L2 norm of the
+    relation's output at attending nodes, averaged over layers, when
+    ``message_norms`` is given).
+
+    Because every relation has its own softmax, ``attention_mass`` equals
+    ``attending_nodes * layers``: it says which relations move attention to the most
+    nodes, while ``message_norm`` says which relation's messages dominate the sum
+    that combines relations, and ``mean_max_attention`` how peaked the attention is.
+
+    Args:
+        g: The graph the attention was computed on.
+        attention: Output of :meth:`graphmm.nn.GraphClassifier.explain`.
+        message_norms: Per relation, one mean message norm per layer.
+
+    Returns:
+        Rows sorted by ``attention_mass``, largest first.
+    """
+    rows = []
+    for cet, per_layer in attention.items():
+        _, dst = g.edges(etype=cet)
+        n_dst = g.num_nodes(cet[2])
+        attending = int((torch.bincount(dst.cpu().long(), minlength=n_dst) > 0).sum()) if len(dst) else 0
+        mass, peaks = 0.0, []
+        for a in per_layer:
+            w = a.detach().float().mean(-1).cpu()
+            mass += float(w.sum())
+            if len(w):
+                mx = torch.zeros(n_dst).scatter_reduce(0, dst.cpu().long(), w, reduce="amax", include_self=False)
+                peaks.append(float(mx[torch.bincount(dst.cpu().long(), minlength=n_dst) > 0].mean()))
+        norms = (message_norms or {}).get(cet)
+        rows.append({
+            "relation": ":".join(cet),
+            "layers": len(per_layer),
+            "edges": int(g.num_edges(cet)),
+            "attending_nodes": attending,
+            "attention_mass": mass,
+            "mean_max_attention": sum(peaks) / len(peaks) if peaks else 0.0,
+            "message_norm": (sum(norms) / len(norms)) if norms else None,
+        })
+    total = sum(r["attention_mass"] for r in rows) or 1.0
+    for r in rows:
+        r["share"] = r["attention_mass"] / total
+    return sorted(rows, key=lambda r: (-r["attention_mass"], r["relation"]))
+
+
+@dataclass
+class Explanation:
+    """Attention of one prediction (see :func:`explain`).
+
+    Attributes:
+        graph: The sample's graph.
+        logits: ``(1, num_classes)``.
+        attention: Per relation, one ``(E, heads)`` tensor per layer.
+        patch_mass: ``(N_patch,)`` attention received per patch (:func:`received_attention`).
+        patch_route: ``"direct"``, ``"summary"`` or ``"none"``.
+        patch_relations: Relations summed into ``patch_mass``.
+        frame_mass: ``(N_frame,)`` attention received per frame.
+        frame_route: As ``patch_route``.
+        frame_relations: Relations summed into ``frame_mass``.
+        relations: Rows of :func:`relation_summary`.
+    """
+
+    graph: dgl.DGLGraph
+    logits: torch.Tensor
+    attention: dict[CanonicalEType, list[torch.Tensor]]
+    patch_mass: torch.Tensor
+    patch_route: str
+    patch_relations: list[CanonicalEType]
+    frame_mass: torch.Tensor
+    frame_route: str
+    frame_relations: list[CanonicalEType]
+    relations: list[dict[str, Any]]
+
+
+@torch.no_grad()
+def explain(predictor: Predictor, sample: Sample) -> Explanation:
+    """Run the model on one sample and collect its attention.
+
+    Besides the attention weights it records, with forward hooks, the mean L2 norm
+    of each relation's output at the nodes that receive it (per layer), for
+    :func:`relation_summary`.
+
+    Args:
+        predictor: From :func:`load_predictor`; its model must use ``conv="gat"``.
+        sample: One sample.
+
+    Returns:
+        The :class:`Explanation`.
+
+    Raises:
+        ValueError: The model computes no attention (train with ``model.conv=gat``).
+    """
+    model = predictor.model
+    gnn = getattr(model, "gnn", None)
+    if gnn is None or not gnn.supports_attention:
+        conv = getattr(gnn, "conv", type(model).__name__)
+        raise ValueError(
+            f"explain=true needs a graph attention model, but this checkpoint uses conv={conv!r}; "
+            f"train with model.conv=gat (or run without explain=true)"
+        )
+    model.eval()
+    g = predictor.graph([sample])
+    norms: dict[CanonicalEType, list[float]] = {}
+    hooks = []
+
+    def hook_for(cet: CanonicalEType) -> Callable:
+        def hook(_mod, args, output):
+            out = output[0] if isinstance(output, tuple) else output
+            indeg = args[0].in_degrees()
+            if (indeg > 0).any():
+                norms.setdefault(cet, []).append(float(out[indeg > 0].norm(dim=-1).mean()))
+        return hook
+
+    for layer in gnn.layers:
+        for cet, mod in layer.mod_dict.items():
+            hooks.append(mod.register_forward_hook(hook_for(tuple(cet))))
+    try:
+        logits, attention = model.explain(g)
+    finally:
+        for h in hooks:
+            h.remove()
+    patch_mass, patch_rels, patch_route = received_attention(g, attention, "patch")
+    frame_mass, frame_rels, frame_route = received_attention(g, attention, "frame")
+    return Explanation(
+        graph=g, logits=logits.cpu(), attention=attention,
+        patch_mass=patch_mass, patch_route=patch_route, patch_relations=patch_rels,
+        frame_mass=frame_mass, frame_route=frame_route, frame_relations=frame_rels,
+        relations=relation_summary(g, attention, norms),
+    )
+
+
+def _route_title(kind: str, route: str, rels: Sequence[CanonicalEType]) -> str:
+    names = ", ".join(":".join(c) for c in rels)
+    if route == "direct":
+        return f"attention other modalities pay to each {kind}\n({names}; head mean, layer sum)"
+    if route == "within":
+        return f"attention other {kind}{'es' if kind == 'patch' else 's'} pay to each {kind}\n({names}; head mean, layer sum)"
+    if route == "none":
+        return f"no relation carries attention from the {kind} nodes"
+    return f"{kind} attention from the {'image' if kind == 'patch' else 'audio'} summary node\n({names}; head mean, layer sum)"
+
+
+def write_explanation(expl: Explanation, sample: Sample, predictor: Predictor, out_dir: PathLike) -> dict[str, Path]:
+    """Write the attention plots and table of an :class:`Explanation`.
+
+    Files: ``image_attention.png`` (if the sample has patches), ``audio_attention.png``
+    (if it has frames), ``relations.csv`` and ``relations.png``.
+
+    Args:
+        expl: From :func:`explain`.
+        sample: The explained sample (its image and audio are drawn).
+        predictor: The predictor that made ``expl``.
+        out_dir: Folder to write into (created if needed).
+
+    Returns:
+        ``{file name: path}``.
+    """
+    import torchaudio
+
+    from graphmm import viz
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    g, b = expl.graph, predictor.builder
+    if sample.image is not None and b.image is not None and g.num_nodes("patch"):
+        written["image_attention.png"] = viz.plot_patch_attention(
+            sample.image, expl.patch_mass, g.nodes["patch"].data["rc"].cpu(), b.image.patch_size, b.image.stride,
+            out / "image_attention.png", title=_route_title("patch", expl.patch_route, expl.patch_relations),
+        )
+    if sample.audio is not None and b.audio is not None and g.num_nodes("frame"):
+        a = b.audio
+        wave = a.validate(sample.audio, sample.sample_rate, str(sample.id))
+        mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=a.sample_rate, n_fft=a.n_fft, win_length=a.win_length, hop_length=a.hop_length,
+            n_mels=a.n_mels, center=False, power=2.0,
+        )
+        logmel = torch.log(mel(wave) + 1e-6)  # (n_mels, F): the frames the graph was built from
+        written["audio_attention.png"] = viz.plot_audio_attention(
+            logmel, g.nodes["frame"].data["time"].cpu(), expl.frame_mass, out / "audio_attention.png",
+            title=_route_title("frame", expl.frame_route, expl.frame_relations),
+        )
+    cols = ["relation", "layers", "edges", "attending_nodes", "attention_mass", "share", "mean_max_attention",
+            "message_norm"]
+    with open(out / "relations.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for r in expl.relations:
+            w.writerow({k: ("" if r[k] is None else (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k])) for k in cols})
+    written["relations.csv"] = out / "relations.csv"
+    if expl.relations:
+        written["relations.png"] = viz.plot_relation_mass(expl.relations, out / "relations.png")
+    return written
+
+
+# ---------------------------------------------------------------------- command line
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return tp, False
+
+
+def _convert(key: str, raw: str, tp: Any) -> Any:
+    base, optional = _unwrap_optional(tp)
+    if optional and raw.strip().lower() in ("null", "none", "~"):
+        return None
+    if base is bool:
+        low = raw.strip().lower()
+        if low in ("true", "1", "yes", "on"):
+            return True
+        if low in ("false", "0", "no", "off"):
+            return False
+        raise UsageError(f"{key}={raw!r}: expected true or false")
+    if base is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise UsageError(f"{key}={raw!r}: expected an integer") from None
+    return raw  # strings stay verbatim: text may contain any character
+
+
+def parse_key_values(argv: Sequence[str], schema: type) -> Any:
+    """Parse ``key=value`` arguments (Hydra override style) into a dataclass.
+
+    Nested keys use dots (``input.image=x.png`` sets ``schema.input.image``). Strings
+    are taken verbatim, so ``input.text="it's 7: seven"`` needs only shell quoting;
+    ``null`` sets an optional value to ``None``; ``+key`` is accepted as ``key``.
+
+    Args:
+        argv: The arguments, e.g. ``sys.argv[1:]``.
+        schema: A dataclass whose fields (and nested dataclass fields) have
+            defaults.
+
+    Returns:
+        An instance of ``schema``.
+
+    Raises:
+        UsageError: An argument without ``=``, an unknown key or a bad value.
+    """
+    obj = schema()
+    hints_cache: dict[type, dict[str, Any]] = {}
+
+    def hints(cls: type) -> dict[str, Any]:
+        if cls not in hints_cache:
+            hints_cache[cls] = typing.get_type_hints(cls)
+        return hints_cache[cls]
+
+    def known(cls: type, prefix: str = "") -> list[str]:
+        out = []
+        for f in dataclasses.fields(cls):
+            tp = hints(cls)[f.name]
+            out += known(tp, f"{prefix}{f.name}.") if dataclasses.is_dataclass(tp) else [prefix + f.name]
+        return out
+
+    for arg in argv:
+        if "=" not in arg:
+            raise UsageError(f"argument {arg!r} is not key=value; known keys: {', '.join(known(schema))}")
+        key, raw = arg.split("=", 1)
+        key = key.strip().lstrip("+")
+        target, cls, parts = obj, schema, key.split(".")
+        for i, part in enumerate(parts):
+            names = {f.name for f in dataclasses.fields(cls)}
+            if part not in names:
+                raise UsageError(f"unknown key {key!r}; known keys: {', '.join(known(schema))}")
+            tp = hints(cls)[part]
+            if i < len(parts) - 1:
+                if not dataclasses.is_dataclass(tp):
+                    raise UsageError(f"unknown key {key!r}; known keys: {', '.join(known(schema))}")
+                target, cls = getattr(target, part), tp
+            elif dataclasses.is_dataclass(tp):
+                raise UsageError(f"{key} is a group; set one of its keys, e.g. {key}.{dataclasses.fields(tp)[0].name}=...")
+            else:
+                setattr(target, part, _convert(key, raw, tp))
+    return obj
+
+
+@dataclass
+class InputArgs:
+    """Input files and text (``input.image``, ``input.audio``, ``input.text``)."""
+
+    image: str | None = None
+    audio: str | None = None
+    text: str | None = None
+
+
+@dataclass
+class PredictArgs:
+    """Arguments of ``python -m graphmm.predict``.
+
+    Attributes:
+        ckpt_path: ``best.pt`` of a training run (or the run folder). Required.
+        input: The inputs; at least one is required.
+        top_k: How many classes to list. Default: ``5``.
+        output: ``"text"`` (a table) or ``"json"``. Default: ``"text"``.
+        explain: Write attention plots (GAT models only). Default: ``False``.
+        explain_dir: Where to write them. Default: ``explain/`` beside the checkpoint.
+    """
+
+    ckpt_path: str | None = None
+    input: InputArgs = field(default_factory=InputArgs)
+    top_k: int = 5
+    output: str = "text"
+    explain: bool = False
+    explain_dir: str | None = None
+
+
+USAGE = """usage: python -m graphmm.predict ckpt_path=RUN/checkpoints/best.pt [input.image=IMG] [input.audio=WAV]
+                                [input.text="..."] [top_k=5] [output=text|json] [explain=false] [explain_dir=DIR]
+
+Predict the class of one multimodal input with a trained model: the image is resized to
+the training image size and converted to its channels, the audio resampled to the
+builder's rate. explain=true (GAT models) writes attention plots and a per-relation table."""
+
+
+def run(args: PredictArgs) -> dict[str, Any]:
+    """Do what the command line asks; returns the JSON-ready result.
+
+    Raises:
+        UsageError, FileNotFoundError, ValueError, RuntimeError: with one-line messages.
+    """
+    if args.ckpt_path is None:
+        raise UsageError("ckpt_path is required, e.g. ckpt_path=outputs/<run>/checkpoints/best.pt")
+    if args.output not in ("text", "json"):
+        raise UsageError(f"output={args.output!r}: use output=text or output=json")
+    if args.top_k < 1:
+        raise UsageError(f"top_k={args.top_k}: must be >= 1")
+    inp = args.input
+    if inp.image is None and inp.audio is None and inp.text is None:
+        raise UsageError("give at least one input: input.image=<png|jpg>, input.audio=<wav> or input.text=\"...\"")
+    predictor = load_predictor(args.ckpt_path)
+    if args.explain and not predictor.model.gnn.supports_attention:
+        raise UsageError(
+            f"explain=true needs a graph attention model, but this checkpoint uses conv={predictor.model.gnn.conv!r}; "
+            f"train with model.conv=gat or drop explain=true"
+        )
+    sample = predictor.sample_from_files(image=inp.image, audio=inp.audio, text=inp.text)
+    probs = predictor.predict([sample])[0]
+    result: dict[str, Any] = {
+        "checkpoint": str(predictor.ckpt_path),
+        "epoch": predictor.epoch,
+        "inputs": {
+            "image": inp.image,
+            "image_shape": list(sample.image.shape) if sample.image is not None else None,
+            "audio": inp.audio,
+            "audio_seconds": (sample.audio.numel() / sample.sample_rate) if sample.audio is not None else None,
+            "sample_rate": sample.sample_rate,
+            "text": inp.text,
+        },
+        "top_k": top_k(probs[None], args.top_k, predictor.class_names)[0],
+        "probs": [float(p) for p in probs],
+        "class_names": predictor.class_names,
+    }
+    if args.explain:
+        out_dir = Path(args.explain_dir) if args.explain_dir else predictor.ckpt_path.parent / "explain"
+        expl = explain(predictor, sample)
+        files = write_explanation(expl, sample, predictor, out_dir)
+        result["explain"] = {
+            "dir": str(out_dir),
+            "files": {k: str(v) for k, v in files.items()},
+            "patch_route": expl.patch_route,
+            "frame_route": expl.frame_route,
+            "relations": expl.relations,
+        }
+    return result
+
+
+def format_text(result: dict[str, Any]) -> str:
+    """The human-readable table printed by ``output=text``."""
+    inp = result["inputs"]
+    parts = []
+    if inp["image"] is not None:
+        parts.append(f"image {inp['image']} ({'x'.join(map(str, inp['image_shape']))})")
+    if inp["audio"] is not None:
+        parts.append(f"audio {inp['audio']} ({inp['audio_seconds']:.2f} s at {inp['sample_rate']} Hz)")
+    if inp["text"] is not None:
+        parts.append(f"text {inp['text']!r}")
+    lines = [f"checkpoint: {result['checkpoint']} (epoch {result['epoch']})", "inputs: " + "; ".join(parts), ""]
+    width = max(len("class"), *(len(r["name"]) for r in result["top_k"]))
+    lines.append(f"{'rank':>4}  {'class':<{width}}  {'prob':>7}")
+    for r in result["top_k"]:
+        lines.append(f"{r['rank']:>4}  {r['name']:<{width}}  {r['prob']:>7.4f}")
+    if "explain" in result:
+        e = result["explain"]
+        lines += ["", f"attention plots in {e['dir']} (patch route: {e['patch_route']}, frame route: {e['frame_route']})"]
+        lines += [f"  {name}" for name in e["files"]]
+        top = e["relations"][:3]
+        if top:
+            lines.append("most attention mass: " + ", ".join(f"{r['relation']} ({r['share']:.0%})" for r in top))
+    return "\n".join(lines)
+
+
+def cli(argv: Sequence[str] | None, schema: type, usage: str, body: Callable[[Any], int], prog: str) -> int:
+    """Shared command-line driver: parse, run ``body``, print errors as one line.
+
+    Returns the exit code: 0 on success, 2 for a usage error, 1 for any other
+    failure (missing or unreadable file, bad checkpoint).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(usage)
+        return 0
+    try:
+        args = parse_key_values(argv, schema)
+        return body(args)
+    except UsageError as err:
+        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError, RuntimeError, KeyError, OSError) as err:
+        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(err: BaseException) -> str:
+    msg = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return " ".join(msg.split()) or type(err).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m graphmm.predict key=value ...``; returns the exit code."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+
+    def body(args: PredictArgs) -> int:
+        result = run(args)
+        if args.output == "json":
+            print(json.dumps(result, indent=2))
+        else:
+            print(format_text(result))
+        return 0
+
+    return cli(argv, PredictArgs, USAGE, body, prog="graphmm.predict")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
