@@ -95,7 +95,7 @@ class ModelConf:
 
     _target_: str = "graphmm.nn.GraphClassifier"
     hidden: int = 64
-    num_layers: int = 2
+    num_layers: int = 3
     conv: str = "gat"
     heads: int = 4
     conv_kwargs: Dict[str, Any] = field(default_factory=dict)

@@ -38,6 +38,7 @@ from graphmm.runstate import (
     set_rng_state,
 )
 from graphmm.utils import load_checkpoint, resolve_device, save_checkpoint, seed_everything, write_json
+from graphmm.viz import write_classification_artefacts
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     file; the result equals that of an uninterrupted run.
 
     Files in the run directory: ``metrics.json`` (deterministic for a seed and
-    config), ``timing.json``, ``history.csv`` (one row per epoch), ``checkpoints/``.
+    config), ``timing.json``, ``history.csv`` (one row per epoch), ``curves.png``
+    (loss and metrics per epoch), ``confusion.png`` and ``confusion.csv`` (test
+    split), ``checkpoints/``.
     """
     validate_config(cfg)
     out = check_writable(output_dir(cfg))
@@ -369,7 +372,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     best_state = load_checkpoint(ckpt_dir / "best.pt", map_location=device)
     eval_model.load_state_dict(best_state["model"])
     val, _ = evaluate(eval_model, val_loader, device, num_classes)
-    test, _ = evaluate(eval_model, test_loader, device, num_classes)
+    test, test_pred = evaluate(eval_model, test_loader, device, num_classes)
+    test_true = torch.tensor([s.label for s in splits["test"]])
+    write_classification_artefacts(out, run["history"], test_true, test_pred, class_names=None)
     metrics: dict[str, float] = {
         **{f"val/{k}": v for k, v in val.items()},
         **{f"test/{k}": v for k, v in test.items()},

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from graphmm.config import ConfigError
 from graphmm.train import train
@@ -29,6 +30,12 @@ def test_tiny_train_writes_metrics_and_safe_checkpoints(make_cfg, tmp_path):
         assert key in metrics
     assert 0.0 <= metrics["test/acc"] <= 1.0 and metrics["epochs"] == 2
     assert metrics["steps"] == 2 * 3  # limit_train_batches=3 per epoch
+    for png in ("curves.png", "confusion.png"):
+        with Image.open(out / png) as im:
+            im.load()
+            assert im.size[0] > 200 and im.size[1] > 200
+    confusion = [list(map(int, r[1:])) for r in csv.reader(open(out / "confusion.csv"))][1:]
+    assert sum(map(sum, confusion)) == 270  # every test sample counted once
     rows = list(csv.DictReader(open(out / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     best = load_checkpoint(out / "checkpoints" / "best.pt")
@@ -104,3 +111,26 @@ def test_default_experiment_reaches_target_accuracy(make_cfg):
     """The `make train` job: the tri-modal default on embedded digits, test acc >= 0.95."""
     metrics = train(make_cfg())
     assert metrics["test/acc"] >= 0.95, metrics
+
+
+def test_default_model_passes_messages_across_modalities(make_cfg):
+    """With the default graph and depth, changing the image changes the states of
+    word and frame nodes: the summary route (patch -> summary -> summary -> word)
+    is within reach of the layers, so fusion is not left to the readout alone."""
+    from hydra.utils import instantiate
+
+    from graphmm.data import Sample
+    from graphmm.train import build_model
+
+    cfg = make_cfg()
+    builder = instantiate(cfg.graph)
+    torch.manual_seed(0)
+    base = Sample(text="a seven", image=torch.rand(1, 8, 8), audio=0.1 * torch.randn(2400), sample_rate=8000)
+    builder.fit([base])
+    model = build_model(cfg.model, builder, num_classes=10).eval()
+    other = base.replace(image=torch.rand(1, 8, 8))
+    with torch.no_grad():
+        h1, h2 = model.encode(builder(base)), model.encode(builder(other))
+    assert not torch.allclose(h1["patch"], h2["patch"])
+    for nt in ("word", "frame"):
+        assert (h1[nt] - h2[nt]).abs().max() > 1e-4, f"image never reaches {nt} nodes"
