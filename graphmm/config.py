@@ -36,6 +36,29 @@ class DigitsDataConf(DigitsConfig):
     on_error: str = "raise"
 
 
+@dataclass
+class ManifestDataConf:
+    """A CSV manifest of your own files, passed to :func:`graphmm.data.manifest.load_manifest`.
+
+    ``on_file_error`` repeats ``on_error`` (``${.on_error}``) for the loader, because
+    :func:`graphmm.train.load_splits` takes ``on_error`` out of the data config to
+    screen samples after loading: one setting, ``data.on_error``, rules both steps.
+    """
+
+    _target_: str = "graphmm.data.manifest.load_manifest"
+    _convert_: str = "all"
+    path: str = MISSING
+    root: Optional[str] = None
+    on_error: str = "raise"
+    on_file_error: str = "${.on_error}"
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+    image_channels: Optional[int] = None
+    image_size: Optional[List[int]] = None
+    sample_rate: Optional[int] = None
+
+
 # ---------------------------------------------------------------- graph
 @dataclass
 class TextGraphConf:
@@ -135,6 +158,7 @@ class TrainerConf:
     resume: Optional[str] = None
     limit_train_batches: Optional[int] = None
     progress: bool = True
+    logger: Optional[str] = None
     optimizer: OptimizerConf = field(default_factory=OptimizerConf)
     scheduler: Optional[Any] = None
 
@@ -155,6 +179,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(group="data", name="digits_schema", node=DigitsDataConf)
+    cs.store(group="data", name="manifest_schema", node=ManifestDataConf)
     cs.store(group="graph", name="graph_schema", node=GraphConf)
     cs.store(group="model", name="model_schema", node=ModelConf)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConf)
@@ -177,9 +202,10 @@ def validate_config(cfg: DictConfig) -> None:
     * ``model.conv``, ``model.pool``, ``model.fusion`` must be known names;
     * every node type a cross-modal relation names must come from an enabled modality;
     * at least one modality builder must be on;
-    * ``trainer.monitor`` and ``trainer.device`` must be known values;
+    * ``trainer.monitor``, ``trainer.device`` and ``trainer.logger`` must be known values;
     * the output folder must be writable.
     """
+    from graphmm.loggers import LOGGERS
     from graphmm.nn import list_convs  # deferred: importing torch/dgl is slow
 
     _check_known_keys(cfg, "")
@@ -220,6 +246,10 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.monitor={t.monitor!r} is not one of {sorted(_MONITORS)}")
     if t.device not in _DEVICES:
         raise ConfigError(f"trainer.device={t.device!r} is not one of {sorted(_DEVICES)}")
+    if t.logger is not None and t.logger not in LOGGERS:
+        raise ConfigError(
+            f"trainer.logger={t.logger!r} is not a known logger; use null (none) or one of {list(LOGGERS)}"
+        )
     if not 0.0 <= t.modality_dropout < 1.0:
         raise ConfigError(f"trainer.modality_dropout must be in [0, 1), got {t.modality_dropout}")
     if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:

@@ -10,9 +10,9 @@ import copy
 import csv
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import hydra
 import torch
@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from graphmm.config import CONF_DIR, ConfigError, check_writable, to_container, validate_config
 from graphmm.data import ModalityDropout, Sample
 from graphmm.graphs import MultimodalGraphBuilder
+from graphmm.loggers import make_logger, require
 from graphmm.runstate import (
     EpochSampler,
     EpochView,
@@ -41,6 +42,8 @@ from graphmm.utils import load_checkpoint, resolve_device, save_checkpoint, seed
 from graphmm.viz import write_classification_artefacts
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -108,21 +111,34 @@ def make_loader(
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module, loader: DataLoader, device: torch.device, num_classes: int
+    model: torch.nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    num_classes: int,
+    progress: bool = False,
+    desc: str = "eval",
 ) -> tuple[dict[str, float], torch.Tensor]:
-    """Loss, accuracy and macro F1 over ``loader``; also the predictions ``(N,)``."""
+    """Loss, accuracy and macro F1 over ``loader``; also the predictions ``(N,)``.
+
+    With ``progress`` a bar named ``desc`` shows the batches and the running accuracy.
+    """
     model.eval()
     acc = MulticlassAccuracy(num_classes=num_classes, average="micro").to(device)
     f1 = MulticlassF1Score(num_classes=num_classes, average="macro").to(device)
-    total, n, preds = 0.0, 0, []
-    for g, y in loader:
+    total, n, correct, preds = 0.0, 0, 0, []
+    bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress, dynamic_ncols=True)
+    for g, y in bar:
         g, y = g.to(device), y.to(device)
         logits = model(g)
         total += float(F.cross_entropy(logits, y, reduction="sum"))
         n += len(y)
         acc.update(logits, y)
         f1.update(logits, y)
-        preds.append(logits.argmax(-1).cpu())
+        pred = logits.argmax(-1)
+        preds.append(pred.cpu())
+        if progress:
+            correct += int((pred == y).sum())
+            bar.set_postfix(acc=f"{correct / n:.4f}", refresh=False)
     if n == 0:
         raise ValueError("cannot evaluate on an empty split")
     metrics = {"loss": total / n, "acc": float(acc.compute()), "f1": float(f1.compute())}
@@ -130,19 +146,20 @@ def evaluate(
 
 
 def screen_samples(
-    splits: dict[str, list[Sample]], builder: MultimodalGraphBuilder, on_error: str
+    splits: dict[str, list[Sample]], builder: MultimodalGraphBuilder, on_error: str, progress: bool = False
 ) -> tuple[dict[str, list[Sample]], dict[str, int]]:
     """Check every sample once before training.
 
     With ``on_error="raise"`` the first bad sample stops the run with its split, id
     and problem; with ``"skip"`` each bad sample is logged (id and reason) and left
-    out, and the counts per split are returned.
+    out, and the counts per split are returned. ``progress`` shows a bar per split.
     """
     kept: dict[str, list[Sample]] = {}
     skipped: dict[str, int] = {}
     for name, samples in splits.items():
         good = []
-        for i, s in enumerate(samples):
+        bar = tqdm(samples, desc=f"screen {name}", unit="sample", leave=False, disable=not progress, dynamic_ncols=True)
+        for i, s in enumerate(bar):
             try:
                 builder.validate(s, i)
                 if s.label is None:
@@ -155,6 +172,37 @@ def screen_samples(
             good.append(s)
         kept[name], skipped[name] = good, len(samples) - len(good)
     return kept, skipped
+
+
+class _Ticking(Sequence[T]):
+    """A read-only view of ``items`` that advances ``bar`` by one per item iterated,
+    and says so on the bar once the iteration is over (what follows it is the rest
+    of the work the bar stands for)."""
+
+    def __init__(self, items: Sequence[T], bar: tqdm, after: str = "") -> None:
+        self.items, self.bar, self.after = items, bar, after
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self.items[index]
+
+    def __iter__(self) -> Iterator[T]:
+        for item in self.items:
+            yield item
+            self.bar.update()
+        if self.after:
+            self.bar.set_postfix_str(self.after)
+
+
+def fit_builder(builder: MultimodalGraphBuilder, samples: Sequence[Sample], progress: bool = False) -> None:
+    """``builder.fit(samples)``, with a bar over the samples when ``progress``."""
+    with tqdm(
+        total=len(samples), desc="fit graph builder", unit="sample", leave=False, disable=not progress,
+        dynamic_ncols=True,
+    ) as bar:
+        builder.fit(_Ticking(samples, bar, after="vocabulary and feature statistics") if progress else samples)
 
 
 def _num_classes(splits: dict[str, list[Sample]]) -> int:
@@ -199,19 +247,27 @@ def train(cfg: DictConfig) -> dict[str, float]:
     Files in the run directory: ``metrics.json`` (deterministic for a seed and
     config), ``timing.json``, ``history.csv`` (one row per epoch), ``curves.png``
     (loss and metrics per epoch), ``confusion.png`` and ``confusion.csv`` (test
-    split), ``checkpoints/``.
+    split), ``checkpoints/``; with ``trainer.logger=tensorboard`` also
+    ``tensorboard/`` (scalars against the optimizer step: ``train/loss`` every step,
+    ``train/epoch_loss``, ``val/loss``, ``val/acc``, ``val/f1``, ``lr`` and ``epoch``
+    every epoch, ``test/*`` at the end), appended to when resuming.
+
+    ``trainer.progress`` shows bars on stderr for screening, fitting the graph
+    builder, epochs, batches and every evaluation; none of them draws random numbers.
     """
     validate_config(cfg)
+    tcfg = cfg.trainer
+    require(tcfg.logger)  # a missing package fails now, not after the data are ready
     out = check_writable(output_dir(cfg))
     device = resolve_device(cfg.trainer.device)
-    tcfg = cfg.trainer
     seed_everything(cfg.seed)
 
     t0 = time.perf_counter()
     splits, on_error = load_splits(cfg.data)
+    read_skipped = int(getattr(splits, "skipped", 0))  # rows a file-based loader dropped (on_error=skip)
     builder: MultimodalGraphBuilder = instantiate(cfg.graph)
-    splits, skipped = screen_samples(splits, builder, on_error)
-    builder.fit(splits["train"])
+    splits, skipped = screen_samples(splits, builder, on_error, progress=tcfg.progress)
+    fit_builder(builder, splits["train"], progress=tcfg.progress)
     num_classes = _num_classes(splits)
     log.info("data: %s (skipped %s)", {k: len(v) for k, v in splits.items()}, skipped)
     log.info("graph: %s", builder)
@@ -261,6 +317,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
              "num_classes": num_classes, "epoch": run["best_epoch"]},
         )
 
+    resumed = False
     if tcfg.resume:
         found = load_resume_state(tcfg.resume, ckpt_dir, device)
         if found is None:
@@ -279,6 +336,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if best_weights is not None:
                 save_best()
             set_rng_state(state["rng"])  # last, so nothing after it draws before training resumes
+            resumed = True
             log.info("resumed from %s (epoch %d, step %d)", path, run["epoch"], run["step"])
 
     def save(epoch_end: bool) -> None:
@@ -296,98 +354,128 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "builder": builder.state_dict(),
             "num_classes": num_classes,
         }
+        logger.flush()  # the events never lag behind the checkpoint a resumed run starts from
         save_checkpoint(ckpt_dir / checkpoint_name(run["step"], epoch_end), state)
         prune_checkpoints(ckpt_dir, tcfg.keep_checkpoints)
 
-    first = run["epoch"] + 1 if run["epoch_end"] else run["epoch"]
-    if run["epoch_end"]:
-        run.update(batch=0, running=0.0, seen=0)
-    epochs = tqdm(
-        range(first, tcfg.max_epochs),
-        desc="epochs",
-        initial=first,
-        total=tcfg.max_epochs,
-        disable=not tcfg.progress,
-        dynamic_ncols=True,
-    )
-    for epoch in [] if run["stopped"] else epochs:
-        run["epoch"] = epoch
-        model.train()
-        train_loader.sampler.set_epoch(epoch, skip=run["batch"] * tcfg.batch_size)
-        limit = tcfg.limit_train_batches
-        batches = tqdm(
-            train_loader,
-            desc=f"epoch {epoch}",
-            leave=False,
-            disable=not tcfg.progress,
-            initial=run["batch"],
-            total=run["batch"] + len(train_loader),
-        )
-        for g, y in batches:
-            if limit is not None and run["batch"] >= limit:
-                break
-            g, y = g.to(device), y.to(device)
-            loss = F.cross_entropy(model(g), y, label_smoothing=tcfg.label_smoothing)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"non-finite loss {float(loss)} at epoch {epoch}, step {run['step']}; stopping. "
-                    f"The last good checkpoints are in {ckpt_dir}"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tcfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-            optimizer.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            run["step"] += 1
-            run["batch"] += 1
-            run["running"] += float(loss) * len(y)
-            run["seen"] += len(y)
-            batches.set_postfix(loss=f"{run['running'] / run['seen']:.4f}")
-            if tcfg.checkpoint_every_n_steps and run["step"] % tcfg.checkpoint_every_n_steps == 0:
-                save(epoch_end=False)
-        if scheduler is not None:
-            scheduler.step()
-        val, _ = evaluate(eval_model, val_loader, device, num_classes)
-        row = {"epoch": epoch, "train/loss": run["running"] / max(run["seen"], 1), **{f"val/{k}": v for k, v in val.items()}}
-        run["history"].append(row)
-        epochs.set_postfix(loss=f"{row['train/loss']:.4f}", val_acc=f"{val['acc']:.4f}")
-        log.info("epoch %d: train/loss=%.4f val/loss=%.4f val/acc=%.4f", epoch, row["train/loss"], val["loss"], val["acc"])
-        if _improved(tcfg.monitor, val[monitor_key], run["best"]):
-            run.update(best=val[monitor_key], best_epoch=epoch, bad_epochs=0)
-            best_weights = copy.deepcopy(eval_model.state_dict())
-            save_best()
-        else:
-            run["bad_epochs"] += 1
-        if run["bad_epochs"] >= tcfg.patience:
-            run["stopped"] = True
-            log.info("early stop at epoch %d: no %s improvement for %d epochs", epoch, tcfg.monitor, tcfg.patience)
-        run.update(batch=0, running=0.0, seen=0)
-        save(epoch_end=True)
-        if run["stopped"]:
-            break
+    # Scalars go against the global step into <out>/tensorboard/. A resumed run appends
+    # to the same folder and hides what the interrupted run wrote after its checkpoint
+    # (steps > run["step"]); a fresh run hides whatever an earlier run left there. The
+    # logger draws no random numbers, so it leaves the restored RNG state as it is.
+    logger = make_logger(tcfg.logger, out, purge_step=run["step"] + 1 if resumed else 0)
 
-    _write_history(out / "history.csv", run["history"])
-    best_state = load_checkpoint(ckpt_dir / "best.pt", map_location=device)
-    eval_model.load_state_dict(best_state["model"])
-    val, _ = evaluate(eval_model, val_loader, device, num_classes)
-    test, test_pred = evaluate(eval_model, test_loader, device, num_classes)
-    test_true = torch.tensor([s.label for s in splits["test"]])
-    write_classification_artefacts(out, run["history"], test_true, test_pred, class_names=None)
-    metrics: dict[str, float] = {
-        **{f"val/{k}": v for k, v in val.items()},
-        **{f"test/{k}": v for k, v in test.items()},
-        "best_epoch": run["best_epoch"],
-        "epochs": len(run["history"]),
-        "steps": run["step"],
-        "num_params": n_params,
-        "data/skipped": sum(skipped.values()),
-    }
-    write_json(out / "metrics.json", metrics)
-    write_json(out / "timing.json", {"time_s": round(time.perf_counter() - t0, 2)})
-    log.info("test/acc=%.4f test/f1=%.4f (best epoch %d) -> %s", test["acc"], test["f1"], run["best_epoch"], out)
-    return metrics
+    try:
+        first = run["epoch"] + 1 if run["epoch_end"] else run["epoch"]
+        if run["epoch_end"]:
+            run.update(batch=0, running=0.0, seen=0)
+        epochs = tqdm(
+            range(first, tcfg.max_epochs),
+            desc="epochs",
+            initial=first,
+            total=tcfg.max_epochs,
+            disable=not tcfg.progress,
+            dynamic_ncols=True,
+        )
+        for epoch in [] if run["stopped"] else epochs:
+            run["epoch"] = epoch
+            model.train()
+            train_loader.sampler.set_epoch(epoch, skip=run["batch"] * tcfg.batch_size)
+            limit = tcfg.limit_train_batches
+            todo = run["batch"] + len(train_loader)  # batches of this epoch, done ones included
+            batches = tqdm(
+                train_loader,
+                desc=f"epoch {epoch}",
+                leave=False,
+                disable=not tcfg.progress,
+                initial=run["batch"],
+                total=todo if limit is None else min(limit, todo),
+            )
+            for g, y in batches:
+                if limit is not None and run["batch"] >= limit:
+                    break
+                g, y = g.to(device), y.to(device)
+                loss = F.cross_entropy(model(g), y, label_smoothing=tcfg.label_smoothing)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"non-finite loss {float(loss)} at epoch {epoch}, step {run['step']}; stopping. "
+                        f"The last good checkpoints are in {ckpt_dir}"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if tcfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+                optimizer.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+                run["step"] += 1
+                run["batch"] += 1
+                run["running"] += float(loss) * len(y)
+                run["seen"] += len(y)
+                batches.set_postfix(loss=f"{run['running'] / run['seen']:.4f}")
+                logger.log_scalars({"train/loss": float(loss)}, run["step"])
+                if tcfg.checkpoint_every_n_steps and run["step"] % tcfg.checkpoint_every_n_steps == 0:
+                    save(epoch_end=False)
+            batches.close()
+            lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
+            if scheduler is not None:
+                scheduler.step()
+            val, _ = evaluate(eval_model, val_loader, device, num_classes, progress=tcfg.progress, desc="val")
+            row = {
+                "epoch": epoch,
+                "train/loss": run["running"] / max(run["seen"], 1),
+                **{f"val/{k}": v for k, v in val.items()},
+            }
+            run["history"].append(row)
+            logger.log_scalars(
+                {"train/epoch_loss": row["train/loss"], **{f"val/{k}": v for k, v in val.items()}, "lr": lr,
+                 "epoch": epoch},
+                run["step"],
+            )
+            shown = {"loss": f"{row['train/loss']:.4f}", "val_acc": f"{val['acc']:.4f}"}
+            shown[f"val_{monitor_key}"] = f"{val[monitor_key]:.4f}"  # the monitored metric, when not acc
+            epochs.set_postfix(shown)
+            log.info(
+                "epoch %d: train/loss=%.4f val/loss=%.4f val/acc=%.4f",
+                epoch, row["train/loss"], val["loss"], val["acc"],
+            )
+            if _improved(tcfg.monitor, val[monitor_key], run["best"]):
+                run.update(best=val[monitor_key], best_epoch=epoch, bad_epochs=0)
+                best_weights = copy.deepcopy(eval_model.state_dict())
+                save_best()
+            else:
+                run["bad_epochs"] += 1
+            if run["bad_epochs"] >= tcfg.patience:
+                run["stopped"] = True
+                log.info("early stop at epoch %d: no %s improvement for %d epochs", epoch, tcfg.monitor, tcfg.patience)
+            run.update(batch=0, running=0.0, seen=0)
+            save(epoch_end=True)
+            if run["stopped"]:
+                break
+        epochs.close()
+
+        _write_history(out / "history.csv", run["history"])
+        best_state = load_checkpoint(ckpt_dir / "best.pt", map_location=device)
+        eval_model.load_state_dict(best_state["model"])
+        val, _ = evaluate(eval_model, val_loader, device, num_classes, progress=tcfg.progress, desc="val (best)")
+        test, test_pred = evaluate(eval_model, test_loader, device, num_classes, progress=tcfg.progress, desc="test")
+        logger.log_scalars({f"test/{k}": v for k, v in test.items()}, run["step"])
+        test_true = torch.tensor([s.label for s in splits["test"]])
+        write_classification_artefacts(out, run["history"], test_true, test_pred, class_names=None)
+        metrics: dict[str, float] = {
+            **{f"val/{k}": v for k, v in val.items()},
+            **{f"test/{k}": v for k, v in test.items()},
+            "best_epoch": run["best_epoch"],
+            "epochs": len(run["history"]),
+            "steps": run["step"],
+            "num_params": n_params,
+            "data/skipped": read_skipped + sum(skipped.values()),
+        }
+        write_json(out / "metrics.json", metrics)
+        write_json(out / "timing.json", {"time_s": round(time.perf_counter() - t0, 2)})
+        log.info("test/acc=%.4f test/f1=%.4f (best epoch %d) -> %s", test["acc"], test["f1"], run["best_epoch"], out)
+        return metrics
+    finally:
+        logger.close()
 
 
 def _write_history(path: Path, rows: list[dict[str, float]]) -> None:

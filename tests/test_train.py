@@ -134,3 +134,100 @@ def test_default_model_passes_messages_across_modalities(make_cfg):
     assert not torch.allclose(h1["patch"], h2["patch"])
     for nt in ("word", "frame"):
         assert (h1[nt] - h2[nt]).abs().max() > 1e-4, f"image never reaches {nt} nodes"
+
+
+# ---------------------------------------------------------------- progress bars and loggers
+def _scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_tensorboard_logger_writes_scalars(make_cfg, tmp_path):
+    pytest.importorskip("tensorboard")
+    metrics = train(make_cfg([*TINY, "trainer.logger=tensorboard"]))
+    tb = tmp_path / "run" / "tensorboard"
+    assert list(tb.glob("events.out.tfevents.*")), "no event file"
+    scalars = _scalars(tb)
+    for tag in ("train/loss", "val/loss", "val/acc", "val/f1", "lr", "test/loss", "test/acc", "test/f1"):
+        assert tag in scalars, (tag, sorted(scalars))
+    assert [s for s, _ in scalars["train/loss"]] == [1, 2, 3, 4, 5, 6]  # every optimizer step
+    assert [s for s, _ in scalars["val/acc"]] == [3, 6]  # every epoch, at its last step
+    rows = list(csv.DictReader(open(tmp_path / "run" / "history.csv")))
+    assert [v for _, v in scalars["val/acc"]] == pytest.approx([float(r["val/acc"]) for r in rows])
+    assert scalars["lr"][0][1] == pytest.approx(3e-3)  # the rate of the first epoch, before the cosine step
+    assert scalars["test/acc"] == [(6, pytest.approx(metrics["test/acc"]))]
+
+
+def test_tensorboard_resume_appends_to_the_same_folder(make_cfg, tmp_path):
+    pytest.importorskip("tensorboard")
+    from graphmm.runstate import list_checkpoints
+
+    args = [*TINY, "trainer.logger=tensorboard", "trainer.checkpoint_every_n_steps=2", "trainer.keep_checkpoints=10"]
+    first = train(make_cfg(args))
+    out = tmp_path / "run"
+    before = _scalars(out / "tensorboard")
+    # as if killed after step 5: only the checkpoints up to step 4 (mid-epoch 1) exist
+    for p in list_checkpoints(out / "checkpoints"):
+        if int(p.name[5:13]) > 4:
+            p.unlink()
+    (out / "metrics.json").unlink()
+    again = train(make_cfg([*args, "trainer.resume=auto"]))
+    assert again == first
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 2  # appended, same folder
+    after = _scalars(out / "tensorboard")
+    # the steps the resumed run wrote again replace the old ones (purge_step): no duplicates
+    assert [s for s, _ in after["train/loss"]] == [1, 2, 3, 4, 5, 6]
+    assert after["train/loss"] == before["train/loss"]
+    assert after["val/acc"] == before["val/acc"] and len(after["test/acc"]) == 1
+
+
+def test_unknown_logger_fails_validation(make_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="trainer.logger"):
+        train(make_cfg([*TINY, "trainer.logger=wandb"]))
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_tensorboard_fails_before_any_work(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # `import tensorboard` now raises ImportError
+    with pytest.raises(ImportError, match="pip install tensorboard"):
+        train(make_cfg([*TINY, "trainer.logger=tensorboard"]))
+    assert not (tmp_path / "run").exists()
+
+
+def test_progress_bars_only_when_asked_and_results_unchanged(make_cfg, tmp_path, capfd):
+    capfd.readouterr()
+    on = train(make_cfg([*TINY, "trainer.progress=true", f"output_dir={tmp_path / 'on'}"]))
+    err = capfd.readouterr().err
+    for bar in ("screen train", "screen val", "screen test", "fit graph builder", "epochs", "epoch 0",
+                "epoch 1", "val:", "val (best):", "test:"):
+        assert bar in err, (bar, err[-2000:])
+    assert "val_acc=" in err and "loss=" in err  # the epoch bar shows the loss and the val metric
+    off = train(make_cfg([*TINY, "trainer.progress=false", f"output_dir={tmp_path / 'off'}"]))
+    err = capfd.readouterr().err
+    assert "%|" not in err and "screen" not in err and "epochs" not in err, err[-2000:]
+    assert on == off  # bars draw no random numbers
+
+
+def test_bars_and_logger_leave_the_global_rng_alone(tmp_path):
+    pytest.importorskip("tensorboard")
+    import random
+
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from graphmm.loggers import make_logger
+
+    def state():
+        return torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+
+    before = state()
+    logger = make_logger("tensorboard", tmp_path, purge_step=0)
+    for i in tqdm(range(5), disable=False):
+        logger.log_scalars({"x": float(i)}, i)
+    logger.flush()
+    logger.close()
+    after = state()
+    assert torch.equal(before[0], after[0]) and np.array_equal(before[1], after[1]) and before[2] == after[2]

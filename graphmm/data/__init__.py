@@ -2,6 +2,7 @@
 
 from graphmm.data.dataset import SampleDataset
 from graphmm.data.digits import DIGIT_WORDS, DTMF_FREQS, DigitsConfig, load_digits
+from graphmm.data.manifest import ManifestSplits, load_manifest
 from graphmm.data.sample import MODALITIES, Sample
 from graphmm.data.transforms import ModalityDropout
 
@@ -11,7 +12,9 @@ __all__ = [
     "MODALITIES",
     "ModalityDropout",
     "DigitsConfig",
+    "ManifestSplits",
     "Sample",
     "SampleDataset",
     "load_digits",
+    "load_manifest",
 ]
