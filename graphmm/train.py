@@ -340,6 +340,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("resumed from %s (epoch %d, step %d)", path, run["epoch"], run["step"])
 
     def save(epoch_end: bool) -> None:
+        # never let a diverged model replace the last good checkpoint on disk
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise FloatingPointError(
+                f"the weights became non-finite at epoch {run['epoch']}, step {run['step']}; stopping. "
+                f"The last good checkpoints are in {ckpt_dir}"
+            )
         state = {
             "model": eval_model.state_dict(),
             "train_model": model.state_dict(),

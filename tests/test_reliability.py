@@ -204,3 +204,17 @@ def test_worker_processes_do_not_change_results(make_cfg, tmp_path):
     a = train(make_cfg([*quick, "trainer.num_workers=0", f"output_dir={tmp_path / 'w0'}"]))
     b = train(make_cfg([*quick, "trainer.num_workers=2", f"output_dir={tmp_path / 'w2'}"]))
     assert a == b
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(make_cfg, tmp_path):
+    # a learning rate this large blows the weights up within a few steps
+    cfg = make_cfg(["debug=fast", "model.hidden=16", "model.heads=2", "trainer.optimizer.lr=1e30",
+                    "trainer.grad_clip=null", "trainer.checkpoint_every_n_steps=1"])
+    with pytest.raises(FloatingPointError, match=r"non-finite .* at epoch 0, step \d+; stopping") as err:
+        train(cfg)
+    ckpts = list_checkpoints(tmp_path / "run" / "checkpoints")
+    assert ckpts, "no checkpoint survived"
+    step = int(str(err.value).split("step ")[1].split(";")[0])
+    newest = load_checkpoint(ckpts[0])
+    assert newest["run"]["step"] <= step
+    assert all(torch.isfinite(v).all() for v in newest["train_model"].values() if v.is_floating_point())
