@@ -65,9 +65,10 @@ def run(seeds: list[int], quick: bool) -> str:
     return "\n".join(header + rows + ["<!-- modalities:end -->"]) + "\n"
 
 
-def write(section: str) -> None:
+def write_section(key: str, section: str) -> None:
+    """Put ``section`` between the ``<!-- key:start/end -->`` markers of RESULTS.md."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    pattern = re.compile(r"<!-- modalities:start -->.*?<!-- modalities:end -->\n", re.S)
+    pattern = re.compile(rf"<!-- {key}:start -->.*?<!-- {key}:end -->\n", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     RESULTS.write_text(text)
 
@@ -81,7 +82,7 @@ def main() -> None:
     section = run(args.seeds, args.quick)
     print(section)
     if not args.no_write:
-        write(section)
+        write_section("modalities", section)
 
 
 if __name__ == "__main__":
