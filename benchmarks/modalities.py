@@ -46,9 +46,9 @@ def run(seeds: list[int], quick: bool) -> str:
             accs.append(metrics["test/acc"])
             print(f"{name:42s} seed={seed} test/acc={metrics['test/acc']:.4f}", flush=True)
         cmd = "python -m graphmm.train " + " ".join([*overrides, "seed=S"])
-        sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        spread = f" ± {statistics.stdev(accs):.4f}" if len(accs) > 1 else " (one seed)"
         per_seed = ", ".join(f"{a:.4f}" for a in accs)
-        rows.append(f"| {name} | {statistics.mean(accs):.4f} ± {sd:.4f} | {per_seed} | `{cmd}` |")
+        rows.append(f"| {name} | {statistics.mean(accs):.4f}{spread} | {per_seed} | `{cmd}` |")
     header = [
         "<!-- modalities:start -->",
         "## Modalities on `digits`",
