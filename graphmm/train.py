@@ -265,6 +265,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     t0 = time.perf_counter()
     splits, on_error = load_splits(cfg.data)
     read_skipped = int(getattr(splits, "skipped", 0))  # rows a file-based loader dropped (on_error=skip)
+    # names of the class ids, when the dataset knows them (e.g. string labels of a manifest)
+    class_names = [str(c) for c in getattr(splits, "classes", None) or []] or None
     builder: MultimodalGraphBuilder = instantiate(cfg.graph)
     splits, skipped = screen_samples(splits, builder, on_error, progress=tcfg.progress)
     fit_builder(builder, splits["train"], progress=tcfg.progress)
@@ -314,7 +316,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         save_checkpoint(
             ckpt_dir / "best.pt",
             {"model": best_weights, "config": config_dict, "builder": builder.state_dict(),
-             "num_classes": num_classes, "epoch": run["best_epoch"]},
+             "num_classes": num_classes, "class_names": class_names, "epoch": run["best_epoch"]},
         )
 
     resumed = False
@@ -359,6 +361,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "config": config_dict,
             "builder": builder.state_dict(),
             "num_classes": num_classes,
+            "class_names": class_names,
         }
         logger.flush()  # the events never lag behind the checkpoint a resumed run starts from
         save_checkpoint(ckpt_dir / checkpoint_name(run["step"], epoch_end), state)
@@ -466,7 +469,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         test, test_pred = evaluate(eval_model, test_loader, device, num_classes, progress=tcfg.progress, desc="test")
         logger.log_scalars({f"test/{k}": v for k, v in test.items()}, run["step"])
         test_true = torch.tensor([s.label for s in splits["test"]])
-        write_classification_artefacts(out, run["history"], test_true, test_pred, class_names=None)
+        write_classification_artefacts(out, run["history"], test_true, test_pred, class_names=class_names)
         metrics: dict[str, float] = {
             **{f"val/{k}": v for k, v in val.items()},
             **{f"test/{k}": v for k, v in test.items()},

@@ -389,3 +389,9 @@ def test_train_end_to_end_on_a_manifest(make_cfg, tmp_path, caplog):
     assert 0.0 <= written["test/acc"] <= 1.0 and written["epochs"] == 2
     assert "skipped 1 of 25 rows while reading" in caplog.text
     assert metrics["data/skipped"] == 1  # the broken file, dropped while reading
+    # the label names travel with the checkpoint and label the confusion matrix
+    from graphmm.predict import load_predictor
+
+    predictor = load_predictor(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert predictor.class_names == ["cat", "dog", "owl"]
+    assert "cat" in (tmp_path / "run" / "confusion.csv").read_text()
