@@ -183,6 +183,9 @@ def register_configs() -> None:
     cs.store(group="graph", name="graph_schema", node=GraphConf)
     cs.store(group="model", name="model_schema", node=ModelConf)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConf)
+    from graphmm.data import schemas as data_schemas
+
+    data_schemas.register(cs)
 
 
 register_configs()
