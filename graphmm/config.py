@@ -19,6 +19,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from graphmm.data.digits import DigitsConfig
+from graphmm.data.sequences import DigitSeqConfig
 
 
 class ConfigError(ValueError):
@@ -34,6 +35,35 @@ class DigitsDataConf(DigitsConfig):
     _target_: str = "graphmm.data.load_digits"
     _convert_: str = "all"
     on_error: str = "raise"
+
+
+@dataclass
+class DigitSeqDataConf(DigitSeqConfig):
+    """The embedded digit-sequence dataset: :class:`graphmm.data.sequences.DigitSeqConfig`'s
+    fields, passed to :func:`graphmm.data.sequences.load_digits_seq`."""
+
+    _target_: str = "graphmm.data.sequences.load_digits_seq"
+    _convert_: str = "all"
+    on_error: str = "raise"
+
+
+@dataclass
+class AVDigitsSeqDataConf:
+    """Digit sequences from MNIST and Free Spoken Digits, passed to
+    :func:`graphmm.data.sequences.load_avdigits_seq`."""
+
+    _target_: str = "graphmm.data.sequences.load_avdigits_seq"
+    _convert_: str = "all"
+    root: str = MISSING
+    on_error: str = "raise"
+    min_digits: int = 1
+    max_digits: int = 4
+    num_samples: List[int] = field(default_factory=lambda: [6000, 600, 1000])
+    modalities: List[str] = field(default_factory=lambda: ["image", "audio"])
+    sample_rate: int = 8000
+    gap: List[float] = field(default_factory=lambda: [0.05, 0.2])
+    val_fraction: float = 0.1
+    seed: int = 0
 
 
 @dataclass
@@ -117,6 +147,7 @@ class ModelConf:
     """:class:`graphmm.nn.GraphClassifier`; sizes of the data are filled in at run time."""
 
     _target_: str = "graphmm.nn.GraphClassifier"
+    task: str = "classification"
     hidden: int = 64
     num_layers: int = 3
     conv: str = "gat"
@@ -129,6 +160,37 @@ class ModelConf:
     fusion: str = "attention"
     head_hidden: Optional[int] = None
     readout_ntypes: Optional[List[str]] = None
+
+
+@dataclass
+class GenerationModelConf:
+    """A text generator (:class:`graphmm.nn.GraphSeq2Seq`, or the no-graph
+    :class:`graphmm.nn.SequenceSeq2Seq`), its target vocabulary and its decoding.
+
+    ``target_level``/``target_min_freq`` configure :class:`graphmm.data.TargetVocab`;
+    ``beam_width``, ``length_penalty`` and ``max_len`` (``null``: longest training
+    target + 5) the final decoding (validation during training decodes greedily).
+    """
+
+    _target_: str = "graphmm.nn.GraphSeq2Seq"
+    task: str = "generation"
+    hidden: int = 64
+    num_layers: int = 3
+    conv: str = "gat"
+    heads: int = 4
+    conv_kwargs: Dict[str, Any] = field(default_factory=dict)
+    aggregate: str = "sum"
+    dropout: float = 0.1
+    activation: str = "relu"
+    memory_ntypes: Optional[List[str]] = None
+    decoder_layers: int = 2
+    decoder_heads: int = 4
+    decoder_ff: Optional[int] = None
+    target_level: str = "word"
+    target_min_freq: int = 1
+    beam_width: int = 4
+    length_penalty: float = 0.0
+    max_len: Optional[int] = None
 
 
 # ---------------------------------------------------------------- trainer
@@ -167,7 +229,7 @@ class TrainerConf:
 class Config:
     data: Any = MISSING
     graph: GraphConf = MISSING
-    model: ModelConf = MISSING
+    model: Any = MISSING
     trainer: TrainerConf = MISSING
     name: str = "digits"
     seed: int = 0
@@ -180,8 +242,11 @@ def register_configs() -> None:
     cs.store(name="config_schema", node=Config)
     cs.store(group="data", name="digits_schema", node=DigitsDataConf)
     cs.store(group="data", name="manifest_schema", node=ManifestDataConf)
+    cs.store(group="data", name="digits_seq_schema", node=DigitSeqDataConf)
+    cs.store(group="data", name="avdigits_seq_schema", node=AVDigitsSeqDataConf)
     cs.store(group="graph", name="graph_schema", node=GraphConf)
     cs.store(group="model", name="model_schema", node=ModelConf)
+    cs.store(group="model", name="generation_schema", node=GenerationModelConf)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConf)
     from graphmm.data import schemas as data_schemas
 
@@ -193,7 +258,10 @@ register_configs()
 #: Root of the YAML configs shipped with the package.
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
-_MONITORS = {"val/acc", "val/loss", "val/f1"}
+_MONITORS = {
+    "classification": {"val/acc", "val/loss", "val/f1"},
+    "generation": {"val/loss", "val/wer", "val/cer", "val/bleu", "val/exact"},
+}
 _DEVICES = {"cpu", "cuda", "auto"}
 
 
@@ -205,7 +273,10 @@ def validate_config(cfg: DictConfig) -> None:
     * ``model.conv``, ``model.pool``, ``model.fusion`` must be known names;
     * every node type a cross-modal relation names must come from an enabled modality;
     * at least one modality builder must be on;
-    * ``trainer.monitor``, ``trainer.device`` and ``trainer.logger`` must be known values;
+    * ``trainer.monitor`` must be a metric of the task, ``trainer.device`` and
+      ``trainer.logger`` known values;
+    * a generation model (``model.task=generation``) needs a dataset with targets,
+      ``model.decoder_heads`` dividing ``model.hidden`` and a known ``model.target_level``;
     * the output folder must be writable.
     """
     from graphmm.loggers import LOGGERS
@@ -213,6 +284,11 @@ def validate_config(cfg: DictConfig) -> None:
 
     _check_known_keys(cfg, "")
     m = cfg.model
+    task = m.get("task", "classification")
+    if task not in _MONITORS:
+        raise ConfigError(f"model.task={task!r} is not one of {sorted(_MONITORS)}")
+    if task == "generation":
+        _check_generation(cfg)
     if m.conv not in list_convs():
         raise ConfigError(f"model.conv={m.conv!r} is not a registered convolution; known: {list_convs()}")
     if m.conv == "gat" and m.hidden % m.heads:
@@ -220,7 +296,7 @@ def validate_config(cfg: DictConfig) -> None:
             f"model.heads={m.heads} must divide model.hidden={m.hidden} (GAT concatenates its heads)"
         )
     for key, known in (("pool", ("mean", "max", "attention")), ("fusion", ("concat", "attention"))):
-        if m[key] not in known:
+        if key in m and m[key] not in known:
             raise ConfigError(f"model.{key}={m[key]!r} is not one of {list(known)}")
     for key in ("hidden", "num_layers"):
         if m[key] < 1:
@@ -245,8 +321,10 @@ def validate_config(cfg: DictConfig) -> None:
                         )
 
     t = cfg.trainer
-    if t.monitor not in _MONITORS:
-        raise ConfigError(f"trainer.monitor={t.monitor!r} is not one of {sorted(_MONITORS)}")
+    if t.monitor not in _MONITORS[task]:
+        raise ConfigError(
+            f"trainer.monitor={t.monitor!r} is not a metric of model.task={task}; use one of {sorted(_MONITORS[task])}"
+        )
     if t.device not in _DEVICES:
         raise ConfigError(f"trainer.device={t.device!r} is not one of {sorted(_DEVICES)}")
     if t.logger is not None and t.logger not in LOGGERS:
@@ -270,6 +348,31 @@ def validate_config(cfg: DictConfig) -> None:
     for key in ("max_epochs", "batch_size", "eval_batch_size"):
         if t[key] < 1:
             raise ConfigError(f"trainer.{key} must be >= 1, got {t[key]}")
+
+
+def _check_generation(cfg: DictConfig) -> None:
+    from hydra.utils import get_method
+
+    m = cfg.model
+    if m.hidden % m.decoder_heads:
+        raise ConfigError(f"model.decoder_heads={m.decoder_heads} must divide model.hidden={m.hidden}")
+    if m.target_level not in ("word", "char"):
+        raise ConfigError(f"model.target_level={m.target_level!r} is not one of ['word', 'char']")
+    for key in ("beam_width", "decoder_layers", "target_min_freq"):
+        if m[key] < 1:
+            raise ConfigError(f"model.{key} must be >= 1, got {m[key]}")
+    if m.max_len is not None and m.max_len < 1:
+        raise ConfigError(f"model.max_len must be >= 1 or null, got {m.max_len}")
+    target = cfg.data.get("_target_")
+    try:
+        loader = get_method(target) if target else None
+    except Exception:  # an unknown loader fails with its own error when the data load
+        loader = None
+    if loader is not None and getattr(loader, "provides_targets", None) is False:
+        raise ConfigError(
+            f"model.task=generation needs target texts, but data._target_={target} gives samples without "
+            f"targets; use a dataset with targets (e.g. experiment=digits_seq) or a classification model"
+        )
 
 
 def _check_known_keys(node: Any, path: str) -> None:

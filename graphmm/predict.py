@@ -5,7 +5,8 @@ The command line is a thin wrapper over plain functions:
 * :func:`load_predictor` rebuilds the model, the graph builder (vocabulary, image
   size and channels, audio statistics) and the config from a checkpoint;
 * :meth:`Predictor.predict` gives class probabilities for :class:`~graphmm.data.Sample`
-  objects, :meth:`Predictor.sample_from_files` reads inputs from files;
+  objects (:meth:`Predictor.generate` the texts of a generation model),
+  :meth:`Predictor.sample_from_files` reads inputs from files;
 * :func:`explain` and :func:`write_explanation` turn a GAT model's attention into
   a patch heatmap, an attention curve over the spectrogram and a per-relation table.
 
@@ -22,6 +23,7 @@ From Python::
     predictor = load_predictor("outputs/run/checkpoints/best.pt")
     sample = predictor.sample_from_files(image="seven.png", text="a seven")
     probs = predictor.predict([sample])    # (1, num_classes)
+    # a generation run (e.g. experiment=digits_seq): predictor.generate([sample]) -> ["three one four"]
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import torch
 
 from graphmm.data import Sample
 from graphmm.data.io import read_audio, read_image
+from graphmm.data.targets import TargetVocab
 from graphmm.graphs import MultimodalGraphBuilder
 
 __all__ = [
@@ -96,15 +99,20 @@ class Predictor:
     Build it with :func:`load_predictor`.
 
     Attributes:
-        model: The classifier, in ``eval()`` mode.
+        model: The classifier or text generator, in ``eval()`` mode.
         builder: The fitted graph builder of the run.
         config: The run's full config, as a plain dict.
-        num_classes: Number of classes.
-        class_names: One readable name per class.
+        num_classes: Number of classes (0 for a generation model).
+        class_names: One readable name per class (empty for a generation model).
         ckpt_path: Where the checkpoint came from.
         epoch: The epoch the checkpoint was saved at (``-1`` if unknown).
         device: Where the model runs.
         batch_size: Samples per forward pass in :meth:`predict`.
+        task: ``"classification"`` or ``"generation"``.
+        target_vocab: The target vocabulary of a generation model.
+        beam_width: Default beam of :meth:`generate` (the run's ``model.beam_width``).
+        length_penalty: Length penalty of the beam search.
+        max_len: Decoding limit in tokens.
     """
 
     model: torch.nn.Module
@@ -116,6 +124,11 @@ class Predictor:
     epoch: int = -1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     batch_size: int = 256
+    task: str = "classification"
+    target_vocab: TargetVocab | None = None
+    beam_width: int = 1
+    length_penalty: float = 0.0
+    max_len: int | None = None
 
     def sample_from_files(
         self,
@@ -167,8 +180,32 @@ class Predictor:
         return self.builder.batch(samples).to(self.device)
 
     @torch.no_grad()
+    def generate(self, samples: Sequence[Sample], beam_width: int | None = None) -> list[str]:
+        """Generated texts of a generation model, one per sample.
+
+        Args:
+            samples: Samples with any mix of modalities (targets are ignored).
+            beam_width: Beam width; ``None``: the run's ``model.beam_width``.
+
+        Raises:
+            ValueError: The model is a classifier.
+        """
+        if self.task != "generation" or self.target_vocab is None:
+            raise ValueError("this checkpoint holds a classifier; use predict() for class probabilities")
+        self.model.eval()
+        beam = self.beam_width if beam_width is None else beam_width
+        texts: list[str] = []
+        for i in range(0, len(samples), self.batch_size):
+            ids = self.model.generate(self.graph(samples[i : i + self.batch_size]), beam_width=beam,
+                                      max_len=self.max_len, length_penalty=self.length_penalty)
+            texts += [self.target_vocab.decode(row) for row in ids.cpu().tolist()]
+        return texts
+
+    @torch.no_grad()
     def logits(self, samples: Sequence[Sample]) -> torch.Tensor:
         """Logits ``(B, num_classes)``, computed in batches of :attr:`batch_size`."""
+        if self.task != "classification":
+            raise ValueError("this checkpoint holds a generation model; use generate() for its texts")
         if len(samples) == 0:
             return torch.zeros(0, self.num_classes)
         self.model.eval()
@@ -228,13 +265,16 @@ def load_predictor(ckpt_path: PathLike, device: str | torch.device = "cpu") -> P
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
+    from graphmm.tasks import make_task
     from graphmm.train import build_model
     from graphmm.utils import load_checkpoint, resolve_device
 
     path = _resolve_ckpt(ckpt_path)
     dev = resolve_device(device) if isinstance(device, str) else device
     ckpt = load_checkpoint(path, map_location="cpu")
-    missing = [k for k in ("model", "config", "builder", "num_classes") if k not in ckpt]
+    generation = ckpt.get("task") == "generation"
+    needed = ("model", "config", "builder", "target_vocab" if generation else "num_classes")
+    missing = [k for k in needed if k not in ckpt]
     if missing:
         raise ValueError(
             f"checkpoint {str(path)!r} lacks {missing}; it is not a model checkpoint written by graphmm.train "
@@ -243,8 +283,10 @@ def load_predictor(ckpt_path: PathLike, device: str | torch.device = "cpu") -> P
     cfg = OmegaConf.create(ckpt["config"])
     builder: MultimodalGraphBuilder = instantiate(cfg.graph)
     builder.load_state_dict(ckpt["builder"])
-    num_classes = int(ckpt["num_classes"])
-    model = build_model(cfg.model, builder, num_classes)
+    task = make_task(cfg.model)
+    task.load_state_dict(ckpt)
+    num_classes = 0 if generation else int(ckpt["num_classes"])
+    model = build_model(cfg.model, builder, **task.model_kwargs())
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as err:
@@ -258,11 +300,16 @@ def load_predictor(ckpt_path: PathLike, device: str | torch.device = "cpu") -> P
         builder=builder,
         config=ckpt["config"],
         num_classes=num_classes,
-        class_names=list(ckpt.get("class_names") or class_names_for(ckpt["config"], num_classes)),
+        class_names=[] if generation else list(ckpt.get("class_names") or class_names_for(ckpt["config"], num_classes)),
         ckpt_path=path,
         epoch=int(ckpt.get("epoch", -1)),
         device=dev,
         batch_size=int(ckpt["config"].get("trainer", {}).get("eval_batch_size", 256)),
+        task="generation" if generation else "classification",
+        target_vocab=getattr(task, "vocab", None),
+        beam_width=int(ckpt.get("beam_width", 1)),
+        length_penalty=float(ckpt.get("length_penalty", 0.0)),
+        max_len=ckpt.get("max_len"),
     )
 
 
@@ -659,6 +706,7 @@ class PredictArgs:
         ckpt_path: ``best.pt`` of a training run (or the run folder). Required.
         input: The inputs; at least one is required.
         top_k: How many classes to list. Default: ``5``.
+        beam_width: Beam of a generation model. Default: ``None`` (the run's).
         output: ``"text"`` (a table) or ``"json"``. Default: ``"text"``.
         explain: Write attention plots (GAT models only). Default: ``False``.
         explain_dir: Where to write them. Default: ``explain/`` beside the checkpoint.
@@ -667,17 +715,21 @@ class PredictArgs:
     ckpt_path: str | None = None
     input: InputArgs = field(default_factory=InputArgs)
     top_k: int = 5
+    beam_width: int | None = None
     output: str = "text"
     explain: bool = False
     explain_dir: str | None = None
 
 
 USAGE = """usage: python -m graphmm.predict ckpt_path=RUN/checkpoints/best.pt [input.image=IMG] [input.audio=WAV]
-                                [input.text="..."] [top_k=5] [output=text|json] [explain=false] [explain_dir=DIR]
+                                [input.text="..."] [top_k=5] [beam_width=N] [output=text|json] [explain=false]
+                                [explain_dir=DIR]
 
-Predict the class of one multimodal input with a trained model: the image is resized to
-the training image size and converted to its channels, the audio resampled to the
-builder's rate. explain=true (GAT models) writes attention plots and a per-relation table."""
+Predict the class of one multimodal input with a trained model, or generate its text with
+a generation model (e.g. a digits_seq run): the image is resized to the training image
+size (a generation model keeps the width of an image strip) and converted to its
+channels, the audio resampled to the builder's rate. explain=true (GAT classifiers)
+writes attention plots and a per-relation table."""
 
 
 def run(args: PredictArgs) -> dict[str, Any]:
@@ -696,13 +748,14 @@ def run(args: PredictArgs) -> dict[str, Any]:
     if inp.image is None and inp.audio is None and inp.text is None:
         raise UsageError("give at least one input: input.image=<png|jpg>, input.audio=<wav> or input.text=\"...\"")
     predictor = load_predictor(args.ckpt_path)
+    if args.explain and predictor.task != "classification":
+        raise UsageError("explain=true explains classifiers; this checkpoint holds a generation model")
     if args.explain and not predictor.model.gnn.supports_attention:
         raise UsageError(
             f"explain=true needs a graph attention model, but this checkpoint uses conv={predictor.model.gnn.conv!r}; "
             f"train with model.conv=gat or drop explain=true"
         )
     sample = predictor.sample_from_files(image=inp.image, audio=inp.audio, text=inp.text)
-    probs = predictor.predict([sample])[0]
     result: dict[str, Any] = {
         "checkpoint": str(predictor.ckpt_path),
         "epoch": predictor.epoch,
@@ -714,10 +767,19 @@ def run(args: PredictArgs) -> dict[str, Any]:
             "sample_rate": sample.sample_rate,
             "text": inp.text,
         },
-        "top_k": top_k(probs[None], args.top_k, predictor.class_names)[0],
-        "probs": [float(p) for p in probs],
-        "class_names": predictor.class_names,
     }
+    if predictor.task == "generation":
+        if args.beam_width is not None and args.beam_width < 1:
+            raise UsageError(f"beam_width={args.beam_width}: must be >= 1")
+        result["generated"] = predictor.generate([sample], beam_width=args.beam_width)[0]
+        result["beam_width"] = args.beam_width or predictor.beam_width
+        return result
+    probs = predictor.predict([sample])[0]
+    result.update(
+        top_k=top_k(probs[None], args.top_k, predictor.class_names)[0],
+        probs=[float(p) for p in probs],
+        class_names=predictor.class_names,
+    )
     if args.explain:
         out_dir = Path(args.explain_dir) if args.explain_dir else predictor.ckpt_path.parent / "explain"
         expl = explain(predictor, sample)
@@ -743,6 +805,8 @@ def format_text(result: dict[str, Any]) -> str:
     if inp["text"] is not None:
         parts.append(f"text {inp['text']!r}")
     lines = [f"checkpoint: {result['checkpoint']} (epoch {result['epoch']})", "inputs: " + "; ".join(parts), ""]
+    if "generated" in result:
+        return "\n".join([*lines, f"generated (beam {result['beam_width']}): {result['generated']}"])
     width = max(len("class"), *(len(r["name"]) for r in result["top_k"]))
     lines.append(f"{'rank':>4}  {'class':<{width}}  {'prob':>7}")
     for r in result["top_k"]:

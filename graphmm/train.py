@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import inspect
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -16,13 +17,11 @@ from typing import Any, TypeVar
 
 import hydra
 import torch
-import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from tqdm.auto import tqdm
 
 from graphmm.config import CONF_DIR, ConfigError, check_writable, to_container, validate_config
@@ -38,8 +37,9 @@ from graphmm.runstate import (
     rng_state,
     set_rng_state,
 )
+from graphmm.tasks import LOWER_IS_BETTER, ClassificationTask, Task, make_task
+from graphmm.tasks import evaluate_classifier as evaluate
 from graphmm.utils import load_checkpoint, resolve_device, save_checkpoint, seed_everything, write_json
-from graphmm.viz import write_classification_artefacts
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +55,39 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path("outputs") / str(cfg.name)
 
 
-def build_model(model_cfg: DictConfig, builder: MultimodalGraphBuilder, num_classes: int) -> torch.nn.Module:
-    """Instantiate ``model_cfg`` with the sizes the builder and the data dictate."""
+#: Keys of a model config that configure the task (targets, decoding), not the module.
+_TASK_KEYS = ("task", "target_level", "target_min_freq", "beam_width", "length_penalty", "max_len")
+
+
+def build_model(
+    model_cfg: DictConfig, builder: MultimodalGraphBuilder, num_classes: int | None = None, **data_kwargs: Any
+) -> torch.nn.Module:
+    """Instantiate ``model_cfg`` with the sizes the builder and the data dictate.
+
+    Args:
+        model_cfg: The ``model`` config.
+        builder: The fitted graph builder (node input sizes, relations).
+        num_classes: Classes, for a classifier.
+        **data_kwargs: Other sizes from the data, e.g. ``vocab_size`` and ``max_len``
+            of a generator (see :meth:`graphmm.tasks.Task.model_kwargs`).
+    """
     kwargs = to_container(model_cfg)
+    for key in _TASK_KEYS:
+        kwargs.pop(key, None)
     heads = kwargs.pop("heads")
     conv_kwargs = dict(kwargs.pop("conv_kwargs") or {})
     if kwargs["conv"] == "gat":
         conv_kwargs.setdefault("heads", heads)
+    if "heads" in inspect.signature(get_class(kwargs["_target_"])).parameters:
+        kwargs["heads"] = heads  # a model with attention of its own (the sequence baseline)
+    if num_classes is not None:
+        data_kwargs["num_classes"] = num_classes
     return instantiate(
         kwargs,
         in_dims=builder.in_dims,
         canonical_etypes=builder.canonical_etypes,
-        num_classes=num_classes,
         conv_kwargs=conv_kwargs,
+        **data_kwargs,
     )
 
 
@@ -90,12 +110,14 @@ def make_loader(
     num_workers: int = 0,
     seed: int = 0,
     modality_dropout: float = 0.0,
+    collate_fn: Any = None,
 ) -> DataLoader:
     """A DataLoader whose workers build the batched graphs (``builder.collate``).
 
     Its sampler is an :class:`~graphmm.runstate.EpochSampler`: call
     ``loader.sampler.set_epoch(epoch, skip)`` before each epoch. The order and the
-    modality dropout depend only on ``(seed, epoch, index)``.
+    modality dropout depend only on ``(seed, epoch, index)``. ``collate_fn`` defaults
+    to ``builder.collate`` (graphs and labels); see :meth:`graphmm.tasks.Task.collate`.
     """
     drop = ModalityDropout(modality_dropout) if modality_dropout > 0 else None
     return DataLoader(
@@ -103,57 +125,27 @@ def make_loader(
         batch_size=batch_size,
         sampler=EpochSampler(len(samples), seed, shuffle=shuffle),
         num_workers=num_workers,
-        collate_fn=builder.collate,
+        collate_fn=collate_fn if collate_fn is not None else builder.collate,
         # its own generator, so iterating never draws from the global RNG
         generator=torch.Generator().manual_seed(seed),
     )
 
 
-@torch.no_grad()
-def evaluate(
-    model: torch.nn.Module,
-    loader: DataLoader,
-    device: torch.device,
-    num_classes: int,
-    progress: bool = False,
-    desc: str = "eval",
-) -> tuple[dict[str, float], torch.Tensor]:
-    """Loss, accuracy and macro F1 over ``loader``; also the predictions ``(N,)``.
-
-    With ``progress`` a bar named ``desc`` shows the batches and the running accuracy.
-    """
-    model.eval()
-    acc = MulticlassAccuracy(num_classes=num_classes, average="micro").to(device)
-    f1 = MulticlassF1Score(num_classes=num_classes, average="macro").to(device)
-    total, n, correct, preds = 0.0, 0, 0, []
-    bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress, dynamic_ncols=True)
-    for g, y in bar:
-        g, y = g.to(device), y.to(device)
-        logits = model(g)
-        total += float(F.cross_entropy(logits, y, reduction="sum"))
-        n += len(y)
-        acc.update(logits, y)
-        f1.update(logits, y)
-        pred = logits.argmax(-1)
-        preds.append(pred.cpu())
-        if progress:
-            correct += int((pred == y).sum())
-            bar.set_postfix(acc=f"{correct / n:.4f}", refresh=False)
-    if n == 0:
-        raise ValueError("cannot evaluate on an empty split")
-    metrics = {"loss": total / n, "acc": float(acc.compute()), "f1": float(f1.compute())}
-    return metrics, torch.cat(preds)
-
-
 def screen_samples(
-    splits: dict[str, list[Sample]], builder: MultimodalGraphBuilder, on_error: str, progress: bool = False
+    splits: dict[str, list[Sample]],
+    builder: MultimodalGraphBuilder,
+    on_error: str,
+    progress: bool = False,
+    task: Task | None = None,
 ) -> tuple[dict[str, list[Sample]], dict[str, int]]:
-    """Check every sample once before training.
+    """Check every sample once before training: its modalities (``builder.validate``)
+    and what the task needs (a label, or a non-empty target; default: classification).
 
     With ``on_error="raise"`` the first bad sample stops the run with its split, id
     and problem; with ``"skip"`` each bad sample is logged (id and reason) and left
     out, and the counts per split are returned. ``progress`` shows a bar per split.
     """
+    task = task if task is not None else ClassificationTask()
     kept: dict[str, list[Sample]] = {}
     skipped: dict[str, int] = {}
     for name, samples in splits.items():
@@ -162,8 +154,7 @@ def screen_samples(
         for i, s in enumerate(bar):
             try:
                 builder.validate(s, i)
-                if s.label is None:
-                    raise ValueError(f"sample {s.id!r} (index {i}): has no label, which classification needs")
+                task.check(s, i)
             except ValueError as err:
                 if on_error == "raise":
                     raise ValueError(f"{name} split: {err} (set data.on_error=skip to leave such samples out)") from err
@@ -205,27 +196,10 @@ def fit_builder(builder: MultimodalGraphBuilder, samples: Sequence[Sample], prog
         builder.fit(_Ticking(samples, bar, after="vocabulary and feature statistics") if progress else samples)
 
 
-def _num_classes(splits: dict[str, list[Sample]]) -> int:
-    labels = {name: [s.label for s in samples] for name, samples in splits.items()}
-    for name, ls in labels.items():
-        bad = [i for i, label in enumerate(ls) if not isinstance(label, int) or label < 0]
-        if bad:
-            s = splits[name][bad[0]]
-            raise ValueError(f"{name} sample {s.id!r} (index {bad[0]}): label must be an int >= 0, got {s.label!r}")
-    if not labels["train"]:
-        raise ValueError("the train split is empty")
-    n = max(labels["train"]) + 1
-    for name in ("val", "test"):
-        unseen = sorted({label for label in labels[name] if label >= n})
-        if unseen:
-            raise ValueError(f"{name} split has labels {unseen} that never occur in train (classes 0..{n - 1})")
-    return n
-
-
 def _improved(monitor: str, value: float, best: float | None) -> bool:
     if best is None:
         return True
-    return value < best if monitor.endswith("loss") else value > best
+    return value < best if monitor.split("/")[-1] in LOWER_IS_BETTER else value > best
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -268,13 +242,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # names of the class ids, when the dataset knows them (e.g. string labels of a manifest)
     class_names = [str(c) for c in getattr(splits, "classes", None) or []] or None
     builder: MultimodalGraphBuilder = instantiate(cfg.graph)
-    splits, skipped = screen_samples(splits, builder, on_error, progress=tcfg.progress)
+    task = make_task(cfg.model)
+    splits, skipped = screen_samples(splits, builder, on_error, progress=tcfg.progress, task=task)
     fit_builder(builder, splits["train"], progress=tcfg.progress)
-    num_classes = _num_classes(splits)
+    task.fit(splits, class_names)
     log.info("data: %s (skipped %s)", {k: len(v) for k, v in splits.items()}, skipped)
     log.info("graph: %s", builder)
 
-    model = build_model(cfg.model, builder, num_classes).to(device)
+    model = build_model(cfg.model, builder, **task.model_kwargs()).to(device)
     optimizer = instantiate(tcfg.optimizer)(params=model.parameters())
     scheduler = instantiate(tcfg.scheduler)(optimizer=optimizer) if tcfg.scheduler is not None else None
     # evaluation and checkpoints use an exponential moving average of the weights when
@@ -288,11 +263,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %d parameters", n_params)
 
+    collate = task.collate(builder)
     train_loader = make_loader(
-        splits["train"], builder, tcfg.batch_size, True, tcfg.num_workers, cfg.seed, tcfg.modality_dropout
+        splits["train"], builder, tcfg.batch_size, True, tcfg.num_workers, cfg.seed, tcfg.modality_dropout, collate
     )
-    val_loader = make_loader(splits["val"], builder, tcfg.eval_batch_size, False, tcfg.num_workers, cfg.seed)
-    test_loader = make_loader(splits["test"], builder, tcfg.eval_batch_size, False, tcfg.num_workers, cfg.seed)
+    val_loader = make_loader(splits["val"], builder, tcfg.eval_batch_size, False, tcfg.num_workers, cfg.seed,
+                             collate_fn=collate)
+    test_loader = make_loader(splits["test"], builder, tcfg.eval_batch_size, False, tcfg.num_workers, cfg.seed,
+                              collate_fn=collate)
 
     ckpt_dir = out / "checkpoints"
     monitor_key = tcfg.monitor.split("/", 1)[1]
@@ -316,7 +294,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         save_checkpoint(
             ckpt_dir / "best.pt",
             {"model": best_weights, "config": config_dict, "builder": builder.state_dict(),
-             "num_classes": num_classes, "class_names": class_names, "epoch": run["best_epoch"]},
+             **task.state_dict(), "epoch": run["best_epoch"]},
         )
 
     resumed = False
@@ -333,6 +311,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if ema is not None and state.get("ema") is not None:
                 ema.load_state_dict(state["ema"])
             builder.load_state_dict(state["builder"])
+            task.load_state_dict(state)
             run.update(state["run"])
             best_weights = state.get("best_model")
             if best_weights is not None:
@@ -360,8 +339,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "rng": rng_state(),
             "config": config_dict,
             "builder": builder.state_dict(),
-            "num_classes": num_classes,
-            "class_names": class_names,
+            **task.state_dict(),
         }
         logger.flush()  # the events never lag behind the checkpoint a resumed run starts from
         save_checkpoint(ckpt_dir / checkpoint_name(run["step"], epoch_end), state)
@@ -403,7 +381,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 if limit is not None and run["batch"] >= limit:
                     break
                 g, y = g.to(device), y.to(device)
-                loss = F.cross_entropy(model(g), y, label_smoothing=tcfg.label_smoothing)
+                loss = task.loss(model, g, y, tcfg.label_smoothing)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"non-finite loss {float(loss)} at epoch {epoch}, step {run['step']}; stopping. "
@@ -418,8 +396,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
                     ema.update_parameters(model)
                 run["step"] += 1
                 run["batch"] += 1
-                run["running"] += float(loss) * len(y)
-                run["seen"] += len(y)
+                run["running"] += float(loss) * y.shape[0]
+                run["seen"] += y.shape[0]
                 batches.set_postfix(loss=f"{run['running'] / run['seen']:.4f}")
                 logger.log_scalars({"train/loss": float(loss)}, run["step"])
                 if tcfg.checkpoint_every_n_steps and run["step"] % tcfg.checkpoint_every_n_steps == 0:
@@ -428,7 +406,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
             if scheduler is not None:
                 scheduler.step()
-            val, _ = evaluate(eval_model, val_loader, device, num_classes, progress=tcfg.progress, desc="val")
+            val, _ = task.evaluate(eval_model, val_loader, splits["val"], device, progress=tcfg.progress, desc="val")
             row = {
                 "epoch": epoch,
                 "train/loss": run["running"] / max(run["seen"], 1),
@@ -440,13 +418,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
                  "epoch": epoch},
                 run["step"],
             )
-            shown = {"loss": f"{row['train/loss']:.4f}", "val_acc": f"{val['acc']:.4f}"}
-            shown[f"val_{monitor_key}"] = f"{val[monitor_key]:.4f}"  # the monitored metric, when not acc
+            headline = "acc" if "acc" in val else "exact"
+            shown = {"loss": f"{row['train/loss']:.4f}", f"val_{headline}": f"{val[headline]:.4f}"}
+            shown[f"val_{monitor_key}"] = f"{val[monitor_key]:.4f}"  # the monitored metric, when not the headline
             epochs.set_postfix(shown)
-            log.info(
-                "epoch %d: train/loss=%.4f val/loss=%.4f val/acc=%.4f",
-                epoch, row["train/loss"], val["loss"], val["acc"],
-            )
+            log.info("epoch %d: train/loss=%.4f %s", epoch, row["train/loss"], _fmt(val, "val"))
             if _improved(tcfg.monitor, val[monitor_key], run["best"]):
                 run.update(best=val[monitor_key], best_epoch=epoch, bad_epochs=0)
                 best_weights = copy.deepcopy(eval_model.state_dict())
@@ -465,11 +441,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         _write_history(out / "history.csv", run["history"])
         best_state = load_checkpoint(ckpt_dir / "best.pt", map_location=device)
         eval_model.load_state_dict(best_state["model"])
-        val, _ = evaluate(eval_model, val_loader, device, num_classes, progress=tcfg.progress, desc="val (best)")
-        test, test_pred = evaluate(eval_model, test_loader, device, num_classes, progress=tcfg.progress, desc="test")
+        val, _ = task.evaluate(
+            eval_model, val_loader, splits["val"], device, progress=tcfg.progress, desc="val (best)", final=True
+        )
+        test, test_pred = task.evaluate(
+            eval_model, test_loader, splits["test"], device, progress=tcfg.progress, desc="test", final=True
+        )
         logger.log_scalars({f"test/{k}": v for k, v in test.items()}, run["step"])
-        test_true = torch.tensor([s.label for s in splits["test"]])
-        write_classification_artefacts(out, run["history"], test_true, test_pred, class_names=class_names)
+        task.write_artefacts(out, run["history"], splits["test"], test_pred)
         metrics: dict[str, float] = {
             **{f"val/{k}": v for k, v in val.items()},
             **{f"test/{k}": v for k, v in test.items()},
@@ -481,10 +460,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         }
         write_json(out / "metrics.json", metrics)
         write_json(out / "timing.json", {"time_s": round(time.perf_counter() - t0, 2)})
-        log.info("test/acc=%.4f test/f1=%.4f (best epoch %d) -> %s", test["acc"], test["f1"], run["best_epoch"], out)
+        log.info("%s (best epoch %d) -> %s", _fmt(test, "test"), run["best_epoch"], out)
         return metrics
     finally:
         logger.close()
+
+
+def _fmt(metrics: dict[str, float], prefix: str) -> str:
+    return " ".join(f"{prefix}/{k}={v:.4f}" for k, v in metrics.items())
 
 
 def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
@@ -502,10 +485,9 @@ def main(cfg: DictConfig) -> float:
     on validation and never on test."""
     log.info("config:\n%s", OmegaConf.to_yaml(cfg))
     metrics = train(cfg)
-    print(
-        f"test/acc={metrics['test/acc']:.4f}  test/f1={metrics['test/f1']:.4f}  "
-        f"val/acc={metrics['val/acc']:.4f}  epochs={metrics['epochs']}"
-    )
+    shown = [k for k in ("test/acc", "test/f1", "test/exact", "test/wer", "test/cer", "test/bleu", "val/acc",
+                         "val/exact") if k in metrics]
+    print("  ".join([*(f"{k}={metrics[k]:.4f}" for k in shown), f"epochs={metrics['epochs']}"]))
     return metrics[cfg.trainer.monitor]
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "plot_history",
     "plot_patch_attention",
     "plot_relation_mass",
+    "plot_sequence_history",
     "write_classification_artefacts",
 ]
 
@@ -83,7 +84,11 @@ def _history_from_csv(path: PathLike) -> list[dict[str, float]]:
 
 
 def _plot_history_rows(
-    rows: Sequence[Mapping[str, float]], out_png: PathLike, figsize: tuple[float, float], dpi: int
+    rows: Sequence[Mapping[str, float]],
+    out_png: PathLike,
+    figsize: tuple[float, float],
+    dpi: int,
+    metric_keys: Sequence[str] = ("val/acc", "val/f1"),
 ) -> Path:
     if not rows:
         raise ValueError("history is empty: there is no epoch to plot")
@@ -100,7 +105,7 @@ def _plot_history_rows(
         if vals is not None:
             ax_loss.plot(epochs, vals, style, ms=3, label=key)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    for key, style in (("val/acc", "-o"), ("val/f1", "-s")):
+    for key, style in zip(metric_keys, ("-o", "-s", "-^", "-v", "-d")):
         vals = series(key)
         if vals is not None:
             ax_metric.plot(epochs, vals, style, ms=3, label=key)
@@ -139,6 +144,22 @@ def plot_history(
         ValueError: It has no rows or a non-numeric value.
     """
     return _plot_history_rows(_history_from_csv(history_csv_path), out_png, figsize, dpi)
+
+
+def plot_sequence_history(
+    rows: Sequence[Mapping[str, float]],
+    out_png: PathLike,
+    *,
+    figsize: tuple[float, float] = (8.0, 3.2),
+    dpi: int = 100,
+) -> Path:
+    """Curves of a generation run: losses, and ``val/exact``, ``val/bleu``, ``val/wer``
+    and ``val/cer`` per epoch (the rows of its ``history.csv``).
+
+    Returns:
+        The PNG's path; the image is ``figsize * dpi`` pixels.
+    """
+    return _plot_history_rows(rows, out_png, figsize, dpi, ("val/exact", "val/bleu", "val/wer", "val/cer"))
 
 
 def _num_classes(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str] | None) -> int:

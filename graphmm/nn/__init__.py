@@ -2,11 +2,13 @@
 
 Relation convolutions (:class:`SumConv` and the registered ``gcn``/``gat``/``sage``
 layers), per-type input encoders, heterogeneous message passing, per-type
-readout with modality fusion, heads, and the end-to-end :class:`GraphClassifier`.
+readout with modality fusion, heads, the end-to-end :class:`GraphClassifier` and the
+text generators :class:`GraphSeq2Seq` (graph) and :class:`SequenceSeq2Seq` (no-graph baseline).
 """
 
 from .conv import GATLayer, GCNLayer, SAGELayer, SumConv, get_activation
 from .encoders import NodeEncoders, SinusoidalPositionalEncoding
+from .generation import GenerationHead, GraphSeq2Seq, NodeMemory, SequenceSeq2Seq, pack_node_states
 from .heads import ClassificationHead
 from .hetero import HeteroGNN, RelationGraphConv
 from .model import GraphClassifier
@@ -16,12 +18,16 @@ from .registry import build_conv, get_conv, list_convs, register_conv
 __all__ = [
     "ClassificationHead",
     "GATLayer",
+    "GenerationHead",
+    "GraphSeq2Seq",
     "GCNLayer",
     "GraphClassifier",
     "HeteroGNN",
     "NodeEncoders",
+    "NodeMemory",
     "RelationGraphConv",
     "SAGELayer",
+    "SequenceSeq2Seq",
     "SinusoidalPositionalEncoding",
     "SumConv",
     "TypeReadout",
@@ -29,5 +35,6 @@ __all__ = [
     "get_activation",
     "get_conv",
     "list_convs",
+    "pack_node_states",
     "register_conv",
 ]

@@ -1,0 +1,334 @@
+"""What a run learns: class labels (:class:`ClassificationTask`) or text (:class:`GenerationTask`).
+
+A task knows what a sample must carry, how a batch is collated, the loss, the
+evaluation metrics, what goes into a checkpoint besides the weights, and the
+artefacts of a finished run. :func:`graphmm.train.train` picks one from
+``model.task`` and is otherwise the same loop for both.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dgl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.text import BLEUScore, CharErrorRate, WordErrorRate
+from tqdm.auto import tqdm
+
+from graphmm.data.sample import Sample
+from graphmm.data.targets import TargetVocab
+from graphmm.graphs import MultimodalGraphBuilder
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ClassificationTask", "GenerationTask", "Task", "make_task", "sequence_metrics", "LOWER_IS_BETTER"]
+
+#: Metrics where smaller is better (early stopping and ``best.pt`` use this).
+LOWER_IS_BETTER: frozenset[str] = frozenset({"loss", "wer", "cer"})
+
+
+def _where(sample: Sample, index: int) -> str:
+    return f"sample {sample.id!r} (index {index})" if sample.id is not None else f"sample at index {index}"
+
+
+class Task:
+    """Interface of a task; see :class:`ClassificationTask` and :class:`GenerationTask`."""
+
+    name: str
+    metrics: tuple[str, ...]
+
+    def check(self, sample: Sample, index: int) -> None:
+        """Raise ``ValueError`` naming the sample if it lacks what the task needs."""
+        raise NotImplementedError
+
+    def fit(self, splits: dict[str, list[Sample]], class_names: list[str] | None = None) -> None:
+        """Learn what the data fix: the classes, or the target vocabulary."""
+        raise NotImplementedError
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Arguments of the model constructor that come from the data."""
+        raise NotImplementedError
+
+    def collate(self, builder: MultimodalGraphBuilder) -> Any:
+        """A picklable ``samples -> (graph, y)`` for the DataLoader."""
+        raise NotImplementedError
+
+    def loss(self, model: torch.nn.Module, g: dgl.DGLGraph, y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    def evaluate(self, model: torch.nn.Module, loader: DataLoader, samples: Sequence[Sample], device: torch.device,
+                 progress: bool = False, desc: str = "eval", final: bool = False) -> tuple[dict[str, float], Any]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-typed entries stored in every checkpoint."""
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def write_artefacts(self, out: Path, history: list[dict[str, float]], samples: Sequence[Sample],
+                        predictions: Any) -> None:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------- classification
+class ClassificationTask(Task):
+    """Class labels: cross-entropy, accuracy and macro F1, a confusion matrix."""
+
+    name = "classification"
+    metrics = ("loss", "acc", "f1")
+
+    def __init__(self) -> None:
+        self.num_classes = 0
+        self.class_names: list[str] | None = None
+
+    def check(self, sample: Sample, index: int) -> None:
+        if sample.label is None:
+            raise ValueError(f"{_where(sample, index)}: has no label, which classification needs")
+
+    def fit(self, splits: dict[str, list[Sample]], class_names: list[str] | None = None) -> None:
+        labels = {name: [s.label for s in samples] for name, samples in splits.items()}
+        for name, ls in labels.items():
+            bad = [i for i, label in enumerate(ls) if not isinstance(label, int) or label < 0]
+            if bad:
+                s = splits[name][bad[0]]
+                raise ValueError(f"{name} sample {s.id!r} (index {bad[0]}): label must be an int >= 0, got {s.label!r}")
+        if not labels["train"]:
+            raise ValueError("the train split is empty")
+        n = max(labels["train"]) + 1
+        for name in ("val", "test"):
+            unseen = sorted({label for label in labels.get(name, []) if label >= n})
+            if unseen:
+                raise ValueError(f"{name} split has labels {unseen} that never occur in train (classes 0..{n - 1})")
+        self.num_classes, self.class_names = n, class_names
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"num_classes": self.num_classes}
+
+    def collate(self, builder: MultimodalGraphBuilder) -> Any:
+        return builder.collate
+
+    def loss(self, model: torch.nn.Module, g: dgl.DGLGraph, y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+        return F.cross_entropy(model(g), y, label_smoothing=label_smoothing)
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, loader: DataLoader, samples: Sequence[Sample], device: torch.device,
+                 progress: bool = False, desc: str = "eval", final: bool = False) -> tuple[dict[str, float], torch.Tensor]:
+        """Loss, accuracy and macro F1 over ``loader``; also the predictions ``(N,)``."""
+        return evaluate_classifier(model, loader, device, self.num_classes, progress, desc)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"task": self.name, "num_classes": self.num_classes, "class_names": self.class_names}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.num_classes = int(state["num_classes"])
+        self.class_names = state.get("class_names")
+
+    def write_artefacts(self, out: Path, history: list[dict[str, float]], samples: Sequence[Sample],
+                        predictions: torch.Tensor) -> None:
+        from graphmm.viz import write_classification_artefacts
+
+        y_true = torch.tensor([s.label for s in samples])
+        write_classification_artefacts(out, history, y_true, predictions, class_names=self.class_names)
+
+
+@torch.no_grad()
+def evaluate_classifier(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    num_classes: int,
+    progress: bool = False,
+    desc: str = "eval",
+) -> tuple[dict[str, float], torch.Tensor]:
+    """Loss, accuracy and macro F1 over ``loader``; also the predictions ``(N,)``.
+
+    With ``progress`` a bar named ``desc`` shows the batches and the running accuracy.
+    """
+    model.eval()
+    acc = MulticlassAccuracy(num_classes=num_classes, average="micro").to(device)
+    f1 = MulticlassF1Score(num_classes=num_classes, average="macro").to(device)
+    total, n, correct, preds = 0.0, 0, 0, []
+    bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress, dynamic_ncols=True)
+    for g, y in bar:
+        g, y = g.to(device), y.to(device)
+        logits = model(g)
+        total += float(F.cross_entropy(logits, y, reduction="sum"))
+        n += len(y)
+        acc.update(logits, y)
+        f1.update(logits, y)
+        pred = logits.argmax(-1)
+        preds.append(pred.cpu())
+        if progress:
+            correct += int((pred == y).sum())
+            bar.set_postfix(acc=f"{correct / n:.4f}", refresh=False)
+    if n == 0:
+        raise ValueError("cannot evaluate on an empty split")
+    metrics = {"loss": total / n, "acc": float(acc.compute()), "f1": float(f1.compute())}
+    return metrics, torch.cat(preds)
+
+
+# ---------------------------------------------------------------------- generation
+class _Seq2SeqCollate:
+    """``samples -> (graph, padded target ids (B, T))``; a class so workers can pickle it."""
+
+    def __init__(self, builder: MultimodalGraphBuilder, vocab: TargetVocab) -> None:
+        self.builder, self.vocab = builder, vocab
+
+    def __call__(self, samples: Sequence[Sample]) -> tuple[dgl.DGLGraph, torch.Tensor]:
+        wheres = [_where(s, i) for i, s in enumerate(samples)]
+        for s, w in zip(samples, wheres):
+            if s.target is None:
+                raise ValueError(f"{w}: has no target text, which generation needs")
+        return self.builder.batch(samples), self.vocab.batch([s.target for s in samples], wheres)
+
+
+def sequence_metrics(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    r"""Corpus-level text metrics (torchmetrics).
+
+    * ``wer``: word error rate, :math:`(S + D + I) / N` over all reference words;
+    * ``cer``: the same over characters;
+    * ``bleu``: corpus BLEU-4 (no smoothing, brevity penalty), in ``[0, 1]``;
+    * ``exact``: fraction of predictions equal to their reference.
+
+    Args:
+        predictions: Generated texts.
+        references: One reference per prediction, in the same normal form.
+    """
+    if len(predictions) != len(references) or not references:
+        raise ValueError(f"need as many predictions as references (> 0), got {len(predictions)} and {len(references)}")
+    preds, refs = list(predictions), list(references)
+    return {
+        "wer": float(WordErrorRate()(preds, refs)),
+        "cer": float(CharErrorRate()(preds, refs)),
+        "bleu": float(BLEUScore(n_gram=4)(preds, [[r] for r in refs])),
+        "exact": sum(p == r for p, r in zip(preds, refs)) / len(refs),
+    }
+
+
+class GenerationTask(Task):
+    """Target text: teacher-forced cross-entropy, decoding, WER/CER/BLEU/exact match.
+
+    Args:
+        level: Target tokens, ``"word"`` or ``"char"``.
+        min_freq: Rarer training tokens become ``<unk>``.
+        beam_width: Beam width of the final (test) decoding; validation during
+            training decodes greedily. Default: ``1``.
+        length_penalty: :math:`\\alpha` of :meth:`GenerationHead.beam_search`.
+        max_len: Decoding limit in tokens; ``None``: the longest training target
+            plus 5 (``<eos>`` included).
+    """
+
+    name = "generation"
+    metrics = ("loss", "wer", "cer", "bleu", "exact")
+
+    def __init__(self, level: str = "word", min_freq: int = 1, beam_width: int = 1, length_penalty: float = 0.0,
+                 max_len: int | None = None) -> None:
+        self.vocab = TargetVocab(level=level, min_freq=min_freq)
+        self.beam_width, self.length_penalty, self.max_len = beam_width, length_penalty, max_len
+
+    def check(self, sample: Sample, index: int) -> None:
+        if sample.target is None:
+            raise ValueError(f"{_where(sample, index)}: has no target text, which generation needs")
+        self.vocab.tokenize(sample.target, where=_where(sample, index))  # empty target: a clear error
+
+    def fit(self, splits: dict[str, list[Sample]], class_names: list[str] | None = None) -> None:
+        if not splits["train"]:
+            raise ValueError("the train split is empty")
+        self.vocab.fit(s.target for s in splits["train"])  # type: ignore[misc]
+        if self.max_len is None:
+            longest = max(len(self.vocab.tokenize(s.target)) for s in splits["train"])  # type: ignore[arg-type]
+            self.max_len = longest + 5
+        log.info("targets: %s, decoding up to %d tokens", self.vocab, self.max_len)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        v = self.vocab
+        return {"vocab_size": len(v), "max_len": self.max_len, "pad_id": v.pad_id, "bos_id": v.bos_id,
+                "eos_id": v.eos_id}
+
+    def collate(self, builder: MultimodalGraphBuilder) -> Any:
+        return _Seq2SeqCollate(builder, self.vocab)
+
+    def loss(self, model: torch.nn.Module, g: dgl.DGLGraph, y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+        return model.loss(g, y, label_smoothing=label_smoothing)
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        """Texts of generated ids ``(B, L)``."""
+        return [self.vocab.decode(row) for row in ids.tolist()]
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, loader: DataLoader, samples: Sequence[Sample], device: torch.device,
+                 progress: bool = False, desc: str = "eval", final: bool = False) -> tuple[dict[str, float], list[str]]:
+        """Teacher-forced loss and the metrics of decoded texts; also the texts.
+
+        ``loader`` must yield ``samples`` in order. ``final=True`` decodes with the
+        configured beam; otherwise greedily (cheaper, for validation during training).
+        """
+        model.eval()
+        total, n_tok, preds = 0.0, 0, []
+        beam = self.beam_width if final else 1
+        bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress, dynamic_ncols=True)
+        for g, y in bar:
+            g, y = g.to(device), y.to(device)
+            logits = model(g, y[:, :-1])
+            gold = y[:, 1:]
+            total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), gold.reshape(-1),
+                                           ignore_index=self.vocab.pad_id, reduction="sum"))
+            n_tok += int((gold != self.vocab.pad_id).sum())
+            preds += self.decode(model.generate(g, beam_width=beam, max_len=self.max_len,
+                                                length_penalty=self.length_penalty).cpu())
+            if progress:
+                refs = [self.vocab.normalize(s.target) for s in samples[len(preds) - len(y): len(preds)]]
+                bar.set_postfix(exact=f"{sum(p == r for p, r in zip(preds[-len(y):], refs)) / len(y):.3f}",
+                                refresh=False)
+        if not preds:
+            raise ValueError("cannot evaluate on an empty split")
+        refs = [self.vocab.normalize(s.target) for s in samples]  # type: ignore[arg-type]
+        return {"loss": total / max(n_tok, 1), **sequence_metrics(preds, refs)}, preds
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"task": self.name, "target_vocab": self.vocab.state_dict(), "max_len": self.max_len,
+                "beam_width": self.beam_width, "length_penalty": self.length_penalty}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.vocab = TargetVocab.from_state_dict(state["target_vocab"])
+        self.max_len = int(state["max_len"])
+
+    def write_artefacts(self, out: Path, history: list[dict[str, float]], samples: Sequence[Sample],
+                        predictions: list[str]) -> None:
+        """``curves.png`` and ``generations.csv`` (id, target, generated, exact) for
+        every evaluated sample; the first examples also go to the log."""
+        from graphmm.viz import plot_sequence_history
+
+        out.mkdir(parents=True, exist_ok=True)
+        if history:
+            plot_sequence_history(history, out / "curves.png")
+        with open(out / "generations.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "target", "generated", "exact"])
+            for s, p in zip(samples, predictions):
+                ref = self.vocab.normalize(s.target)  # type: ignore[arg-type]
+                w.writerow([s.id, ref, p, int(p == ref)])
+        for s, p in list(zip(samples, predictions))[:5]:
+            log.info("example %s: target=%r generated=%r", s.id, s.target, p)
+
+
+def make_task(model_cfg: Any) -> Task:
+    """The task a model config asks for (``model.task``)."""
+    task = model_cfg.get("task", "classification")
+    if task == "classification":
+        return ClassificationTask()
+    if task == "generation":
+        return GenerationTask(
+            level=model_cfg.target_level, min_freq=model_cfg.target_min_freq, beam_width=model_cfg.beam_width,
+            length_penalty=model_cfg.length_penalty, max_len=model_cfg.max_len,
+        )
+    raise ValueError(f"model.task={task!r} is not one of ['classification', 'generation']")
