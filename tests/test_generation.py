@@ -308,3 +308,22 @@ def test_docstring_examples_run(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+SHARED_DATA = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "fsdd").is_dir(), reason=f"real data not found at {SHARED_DATA}")
+def test_avdigits_seq_on_real_data(make_cfg, tmp_path) -> None:
+    cfg = make_cfg([
+        "experiment=avdigits_seq", f"data.root={SHARED_DATA}", "data.num_samples=[24,8,8]", "debug=fast",
+        "trainer.progress=false", "model.hidden=32", "model.heads=2", "model.decoder_heads=2", "model.num_layers=1",
+    ])
+    metrics = train(cfg)
+    assert {"test/wer", "test/exact"} <= set(metrics)
+    rows = (tmp_path / "run" / "generations.csv").read_text().splitlines()
+    assert len(rows) == 9 and rows[1].startswith("avdigits_seq/test/0,")
+    from graphmm.data.sequences import load_avdigits_seq
+
+    with pytest.raises(FileNotFoundError, match="shared/data layout"):
+        load_avdigits_seq(str(tmp_path))
