@@ -327,3 +327,10 @@ def test_avdigits_seq_on_real_data(make_cfg, tmp_path) -> None:
 
     with pytest.raises(FileNotFoundError, match="shared/data layout"):
         load_avdigits_seq(str(tmp_path))
+
+
+def test_generation_model_on_a_dataset_without_targets_fails_before_loading(make_cfg) -> None:
+    cfg = make_cfg(["data=textcls", "data.name=mr", "model=graph_seq2seq", "trainer.monitor=val/wer",
+                    "graph.image=null", "graph.audio=null"])
+    with pytest.raises(ConfigError, match="model.task=generation needs target texts.*load_textcls"):
+        validate_config(cfg)

@@ -17,18 +17,38 @@ Example:
     >>> wave, sr = read_audio(os.path.join(d, "x.wav"), sample_rate=8000)
     >>> tuple(wave.shape), sr
     ((800,), 8000)
+
+It also holds what the file-based dataset loaders share: :class:`DataSplits` (the
+``{"train", "val", "test"}`` dict they return, with the class names and the files
+they skipped), :class:`FilePolicy` (the ``on_file_error`` rule), :func:`class_index`
+(label names to class ids), :func:`stratified_holdout` (a seeded, stratified
+hold-out of an exact size) and :func:`read_text_lines`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["read_audio", "read_image"]
+__all__ = [
+    "DataSplits",
+    "FilePolicy",
+    "class_index",
+    "read_audio",
+    "read_image",
+    "read_text_lines",
+    "stratified_holdout",
+]
+
+log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 
@@ -203,3 +223,212 @@ def read_audio(path: PathLike, sample_rate: int | None = None) -> tuple[torch.Te
         if wave.numel() == 0:
             raise ValueError(f"audio file {str(p)!r} is too short to resample to {sample_rate} Hz")
     return wave.contiguous(), rate
+
+
+# ---------------------------------------------------------------------- text
+def read_text_lines(path: PathLike, what: str = "text") -> list[str]:
+    """Read a text file as a list of lines, the way an editor numbers them.
+
+    Line ``i`` of the result is line ``i + 1`` of the file. Lines end at ``\\n``; a
+    ``\\r`` before it (Windows line ends) is dropped, and a final ``\\n`` ends the last
+    line rather than starting an empty one. Other characters that
+    :meth:`str.splitlines` would also break at (form feed, ``\\x1c`` ...) stay inside
+    their line, so the numbering matches ``wc -l`` and ``sed -n <i>p``. The file is
+    decoded as UTF-8 (a byte-order mark is dropped); a file that is not valid UTF-8 is
+    decoded as Windows-1252, or Latin-1 where Windows-1252 leaves a byte undefined, with
+    a warning naming the file (``corpus/mr.txt`` of the MR corpus is Windows-1252).
+
+    Args:
+        path: The text file.
+        what: What the file is, for messages (``"labels"``, ``"corpus"`` ...).
+            Default: ``"text"``.
+
+    Returns:
+        The lines, without their line ends.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ValueError: The path is not a file.
+
+    Example:
+        >>> import os, tempfile
+        >>> f = os.path.join(tempfile.mkdtemp(), "a.txt")
+        >>> _ = open(f, "wb").write(b"one\\r\\ntwo\\r\\n")
+        >>> read_text_lines(f)
+        ['one', 'two']
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{what} file {str(p)!r} does not exist; check the path")
+    if not p.is_file():
+        raise ValueError(f"{what} path {str(p)!r} is not a file")
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        try:
+            text, enc = raw.decode("cp1252"), "Windows-1252"
+        except UnicodeDecodeError:
+            text, enc = raw.decode("latin-1"), "Latin-1"
+        log.warning(
+            "%s file %s is not UTF-8 (%s at byte %d); read it as %s", what, p, err.reason, err.start, enc
+        )
+    if not text:
+        return []
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final line end terminates the last line
+    return [line.removesuffix("\r") for line in lines]
+
+
+# ---------------------------------------------------------------------- datasets on disk
+class DataSplits(dict):
+    """``{"train", "val", "test"} -> list[Sample]``, with what reading the files found.
+
+    A plain :class:`dict` of the three splits, so it goes wherever the output of
+    :func:`~graphmm.data.load_digits` goes (:func:`graphmm.train.train` reads
+    :attr:`classes` and :attr:`skipped` when they are there), plus:
+
+    Attributes:
+        classes (list[str]): Class name of each class id.
+        label_to_id (dict[str, int]): The inverse mapping, label -> class id.
+        skipped (int): Files, lines or documents left out with ``on_file_error="skip"``.
+        skipped_items (list[tuple[str, str]]): ``(where, reason)`` for each of them.
+        source (str): The file or folder the data came from.
+    """
+
+    classes: list[str]
+    label_to_id: dict[str, int]
+    skipped: int
+    skipped_items: list[tuple[str, str]]
+    source: str
+
+    def __init__(
+        self,
+        splits: dict | None = None,
+        classes: Iterable[str] = (),
+        skipped_items: Iterable[tuple[str, str]] = (),
+        source: str = "",
+    ) -> None:
+        super().__init__(splits or {})
+        self.classes = list(classes)
+        self.label_to_id = {c: i for i, c in enumerate(self.classes)}
+        self.skipped_items = list(skipped_items)
+        self.skipped = len(self.skipped_items)
+        self.source = str(source)
+
+    def sizes(self) -> dict[str, int]:
+        """Number of samples per split, e.g. ``{"train": 6397, "val": 711, "test": 3554}``."""
+        return {k: len(v) for k, v in self.items()}
+
+
+@dataclass
+class FilePolicy:
+    """What a bad file, line or document does: ``"raise"`` or ``"skip"``.
+
+    Args:
+        on_file_error: ``"raise"`` stops with a :class:`ValueError` whose message is
+            ``"<where>: <problem>"`` and says how to skip instead; ``"skip"`` logs a
+            warning with the same text and records ``(where, problem)`` in
+            :attr:`skipped`.
+
+    Raises:
+        ValueError: ``on_file_error`` is neither ``"raise"`` nor ``"skip"``.
+    """
+
+    on_file_error: str = "raise"
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.on_file_error not in ("raise", "skip"):
+            raise ValueError(f"on_file_error must be 'raise' or 'skip', got {self.on_file_error!r}")
+
+    def bad(self, where: str, problem: str) -> None:
+        """Raise for ``"raise"``; log and record for ``"skip"``."""
+        if self.on_file_error == "raise":
+            raise ValueError(
+                f"{where}: {problem} (on_file_error='skip', or data.on_error=skip on the command line, "
+                f"leaves such items out)"
+            )
+        log.warning("skipping %s: %s", where, problem)
+        self.skipped.append((where, problem))
+
+
+_INT = re.compile(r"[+-]?\d+")
+
+
+def class_index(labels: Iterable[str]) -> tuple[list[str], dict[str, int]]:
+    """Class names and the mapping label -> class id, the rule every loader follows.
+
+    When every label is a non-negative integer (``"7"``, ``"07"``) the integer is the
+    class id and ``classes`` is ``["0", ..., "<max>"]``; otherwise the distinct labels
+    in sorted order get ids ``0, 1, ...``.
+
+    Args:
+        labels: Label names, with repeats.
+
+    Returns:
+        ``(classes, label_to_id)``; ``label_to_id`` has an entry for every distinct
+        label given (``"07"`` and ``"7"`` both map to 7).
+
+    Example:
+        >>> class_index(["HUM", "DESC", "HUM"])
+        (['DESC', 'HUM'], {'DESC': 0, 'HUM': 1})
+        >>> class_index(["2", "0"])
+        (['0', '1', '2'], {'0': 0, '2': 2})
+    """
+    names = sorted(set(labels))
+    if names and all(_INT.fullmatch(n) and int(n) >= 0 for n in names):
+        top = max(int(n) for n in names)
+        return [str(i) for i in range(top + 1)], {n: int(n) for n in names}
+    return names, {n: i for i, n in enumerate(names)}
+
+
+def stratified_holdout(labels: np.ndarray, size: int, seed: int | Iterable[int]) -> np.ndarray:
+    """Choose ``size`` items, stratified by label and seeded, to hold out.
+
+    Each class gets its share of ``size`` in proportion to its count (largest
+    remainders round up, ties to the smaller class id), but never all of its items:
+    one stays behind, so a class cannot vanish from the part that remains (the
+    held-out total is then smaller than ``size``). Which items of a class go is a
+    seeded random choice. Vectorised over all items.
+
+    Args:
+        labels: Integer class ids, any order.
+        size: How many items to hold out, ``0 <= size <= len(labels)``.
+        seed: Seed (or seed sequence) of :func:`numpy.random.default_rng`.
+
+    Returns:
+        Bool mask of the held-out items, same length as ``labels``.
+
+    Raises:
+        ValueError: ``size`` is out of range.
+
+    Shapes:
+        - labels: :math:`(N,)`; output: :math:`(N,)` bool.
+
+    Example:
+        >>> mask = stratified_holdout(np.array([0] * 8 + [1] * 2), 5, seed=0)
+        >>> int(mask.sum()), int(mask[:8].sum())
+        (5, 4)
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if not 0 <= size <= n:
+        raise ValueError(f"cannot hold out {size} of {n} items")
+    mask = np.zeros(n, dtype=bool)
+    if size == 0 or n == 0:
+        return mask
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    exact = size * counts / n
+    quota = np.floor(exact).astype(np.int64)
+    rest = size - int(quota.sum())
+    if rest > 0:  # largest remainders first; a stable sort breaks ties by class order
+        quota[np.argsort(-(exact - quota), kind="stable")[:rest]] += 1
+    quota = np.minimum(quota, counts - 1)
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(n), inverse))  # by class, then at random
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.arange(n) - starts[inverse[order]]  # position inside its class
+    mask[order] = rank < quota[inverse[order]]
+    return mask
