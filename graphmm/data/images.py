@@ -433,5 +433,5 @@ def load_image_folder(
 
 
 #: Samples carry labels, no target text: a generation model cannot train on them.
-
+load_image_arrays.provides_targets = False  # type: ignore[attr-defined]
 load_image_folder.provides_targets = False  # type: ignore[attr-defined]
