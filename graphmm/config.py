@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from graphmm.clip.spec import FeaturizerConf
 from graphmm.data.digits import DigitsConfig
 from graphmm.data.sequences import DigitSeqConfig
 
@@ -160,6 +161,8 @@ class ModelConf:
     fusion: str = "attention"
     head_hidden: Optional[int] = None
     readout_ntypes: Optional[List[str]] = None
+    # per node type: where input features come from (learned, or an open_clip tower)
+    encoders: Dict[str, FeaturizerConf] = field(default_factory=dict)
 
 
 @dataclass
@@ -186,6 +189,7 @@ class GenerationModelConf:
     decoder_layers: int = 2
     decoder_heads: int = 4
     decoder_ff: Optional[int] = None
+    encoders: Dict[str, FeaturizerConf] = field(default_factory=dict)
     target_level: str = "word"
     target_min_freq: int = 1
     beam_width: int = 4
@@ -251,6 +255,9 @@ def register_configs() -> None:
     from graphmm.data import schemas as data_schemas
 
     data_schemas.register(cs)
+    from graphmm.clip import schemas as clip_schemas
+
+    clip_schemas.register(cs)
 
 
 register_configs()
@@ -305,6 +312,21 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"model.dropout must be in [0, 1), got {m.dropout}")
 
     g = cfg.graph
+    for ntype, spec in (m.get("encoders") or {}).items():
+        if spec is None or spec.type == "learned":
+            continue
+        if spec.type != "open_clip":
+            raise ConfigError(f"model.encoders.{ntype}.type={spec.type!r} is not one of ['learned', 'open_clip']")
+        key = {"patch": "image", "word": "text"}.get(ntype)
+        if key is None:
+            raise ConfigError(f"model.encoders.{ntype}: open_clip encodes only patch and word nodes")
+        if g[key] is None or "name" not in g[key]:
+            raise ConfigError(
+                f"model.encoders.{ntype}.type=open_clip needs CLIP {ntype} nodes: use graph.{key} with the "
+                f"clip_schema (see conf/experiment/digits_clip.yaml)"
+            )
+        if bool(g[key].frozen) != bool(spec.frozen):
+            raise ConfigError(f"model.encoders.{ntype}.frozen={spec.frozen} differs from graph.{key}.frozen={g[key].frozen}")
     enabled = {nt for nt, key in (("word", "text"), ("patch", "image"), ("frame", "audio")) if g[key] is not None}
     if not enabled:
         raise ConfigError("graph: every modality builder is null; enable at least one of graph.text/image/audio")

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from graphmm.clip.knn import cross_topk
 from graphmm.graphs._util import EdgeDict, NodeBlock, block_pairs, segment_offsets
 
 #: Node type of each modality, in the order that ``summary`` node ids use.
@@ -37,7 +38,7 @@ def _pairs(pairs: Sequence[Sequence[str]], what: str) -> list[tuple[str, str]]:
 
 
 class CrossModalBuilder:
-    """Edges between modalities of the same sample. Each kind is switched on by config.
+    r"""Edges between modalities of the same sample. Each kind is switched on by config.
 
     * ``bipartite``: for each pair ``(A, B)``, every A node links to every B node of the
       sample, ``(A, 'cross', B)`` with the reverse ``(B, 'rev_cross', A)``.
@@ -53,12 +54,39 @@ class CrossModalBuilder:
       window over the clip. So in a left-to-right strip of digits read aloud, the
       patches of the second digit meet the second word and the frames in the middle
       of the clip.
+    * ``clip_knn``: each word links to the ``clip_knn`` patches of its sample that are
+      most similar in CLIP's joint image-text space,
+      ``('word', 'clip_knn', 'patch')`` with the reverse ``('patch', 'rev_clip_knn', 'word')``:
+
+      .. math::
+
+          \mathcal{N}(w) = \operatorname{top-k}_{p \in P(s_w)} \cos(e_w, e_p)
+
+      where :math:`e_w` is the word's projected text-token embedding (the mean over
+      its BPE pieces of :math:`\mathrm{LN}(x_t) W_{text}`) and :math:`e_p` the
+      patch's projected token :math:`\mathrm{LN}(x_p) W_{proj}`, node data
+      ``clip_emb`` that :class:`graphmm.clip.ClipTextGraphBuilder` and
+      :class:`graphmm.clip.ClipImageGraphBuilder` add with ``joint=True``. Projecting
+      each token with the head CLIP trained for its pooled token puts words and
+      patches in the space where CLIP compares texts with images. A sample with
+      fewer than ``k`` patches links each word to all of them. Computed for the whole
+      batch at once by :func:`graphmm.clip.knn.cross_topk` (padded per-sample
+      blocks, chunked, one ``topk`` per chunk). With ``frozen=False`` the embeddings
+      come from the checkpoint's weights, so the edges stay fixed while CLIP trains.
 
     Pairs name node types (``word``, ``patch``, ``frame``) or modalities
     (``text``, ``image``, ``audio``).
 
     Cost: ``bipartite`` and ``align`` enumerate the ``n_A * n_B`` pairs of each sample
-    (``align`` then keeps the overlapping ones).
+    (``align`` then keeps the overlapping ones); ``clip_knn`` scores them in chunks of
+    ``clip_knn_chunk`` word rows.
+
+    Args:
+        bipartite: pairs of node types for ``cross``.
+        summary: add summary nodes.
+        align: pairs of node types for ``aligned``.
+        clip_knn: patches per word of the ``clip_knn`` relation; 0 switches it off.
+        clip_knn_chunk: word rows scored per block by ``clip_knn``.
     """
 
     def __init__(
@@ -66,15 +94,23 @@ class CrossModalBuilder:
         bipartite: Sequence[Sequence[str]] = (),
         summary: bool = False,
         align: Sequence[Sequence[str]] = (),
+        clip_knn: int = 0,
+        clip_knn_chunk: int = 4096,
     ) -> None:
+        if clip_knn < 0:
+            raise ValueError(f"clip_knn must be >= 0 (0 switches it off), got {clip_knn}")
+        if clip_knn_chunk < 1:
+            raise ValueError(f"clip_knn_chunk must be >= 1, got {clip_knn_chunk}")
         self.bipartite = _pairs(bipartite, "bipartite")
         self.summary = bool(summary)
         self.align = _pairs(align, "align")
+        self.clip_knn = int(clip_knn)
+        self.clip_knn_chunk = int(clip_knn_chunk)
 
     @property
     def ntypes(self) -> set[str]:
         """Node types the relations need."""
-        return {t for p in self.bipartite + self.align for t in p}
+        return {t for p in self.bipartite + self.align for t in p} | ({"word", "patch"} if self.clip_knn else set())
 
     def relations(self, ntypes: Sequence[str]) -> list[tuple[str, str, str]]:
         rels: list[tuple[str, str, str]] = []
@@ -82,6 +118,8 @@ class CrossModalBuilder:
             rels += [(a, "cross", b), (b, "rev_cross", a)]
         for a, b in self.align:
             rels += [(a, "aligned", b), (b, "rev_aligned", a)]
+        if self.clip_knn:
+            rels += [("word", "clip_knn", "patch"), ("patch", "rev_clip_knn", "word")]
         if self.summary:
             for nt in NTYPE_ORDER:
                 if nt in ntypes:
@@ -104,6 +142,21 @@ class CrossModalBuilder:
             src, dst = src[keep], dst[keep]
             edges[(a, "aligned", b)] = (src, dst)
             edges[(b, "rev_aligned", a)] = (dst, src)
+        if self.clip_knn:
+            for nt in ("word", "patch"):
+                if "clip_emb" not in blocks[nt].data:
+                    builder = "ClipTextGraphBuilder" if nt == "word" else "ClipImageGraphBuilder"
+                    raise ValueError(
+                        f"clip_knn needs CLIP joint embeddings (node data 'clip_emb') on {nt} nodes; build them with "
+                        f"graphmm.clip.{builder}(..., joint=True)"
+                    )
+            src, dst = cross_topk(
+                blocks["word"].data["clip_emb"], blocks["word"].counts,
+                blocks["patch"].data["clip_emb"], blocks["patch"].counts,
+                self.clip_knn, chunk=self.clip_knn_chunk,
+            )
+            edges[("word", "clip_knn", "patch")] = (src, dst)
+            edges[("patch", "rev_clip_knn", "word")] = (dst, src)
         if not self.summary:
             return None, edges
 
@@ -128,4 +181,5 @@ class CrossModalBuilder:
         return block, edges
 
     def __repr__(self) -> str:
-        return f"CrossModalBuilder(bipartite={self.bipartite}, summary={self.summary}, align={self.align})"
+        knn = f", clip_knn={self.clip_knn}" if self.clip_knn else ""
+        return f"CrossModalBuilder(bipartite={self.bipartite}, summary={self.summary}, align={self.align}{knn})"

@@ -81,6 +81,11 @@ class ImageGraphBuilder:
 
     def validate(self, image: object, where: str) -> torch.Tensor:
         """Check one image; returns it as float32. Raises ``ValueError`` naming ``where``."""
+        return self._check_image(image, where, min_size=self.patch_size)
+
+    def _check_image(self, image: object, where: str, min_size: int) -> torch.Tensor:
+        """The checks of :meth:`validate`, with the smallest accepted side ``min_size``
+        (subclasses that resize images first accept any size >= 1)."""
         if not isinstance(image, torch.Tensor):
             raise ValueError(f"{where}: image must be a torch.Tensor (C x H x W), got {type(image).__name__}")
         if image.dim() != 3:
@@ -98,7 +103,9 @@ class ImageGraphBuilder:
         if c == 0:
             # F.unfold raises a RuntimeError on a channel-less image
             raise ValueError(f"{where}: image has no channels, got shape {tuple(image.shape)}")
-        if h < self.patch_size or w < self.patch_size:
+        if h < min_size or w < min_size:
+            if min_size <= 1:
+                raise ValueError(f"{where}: image of {h} x {w} has no pixels")
             raise ValueError(
                 f"{where}: image of {h} x {w} is smaller than one {self.patch_size} x {self.patch_size} patch"
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import dgl
 import torch
@@ -87,11 +88,25 @@ class NodeEncoders(nn.Module):
     listed in ``in_dims`` (or absent from the graph) are skipped; a node type with
     zero nodes gives a ``(0, d)`` tensor.
 
+    ``featurizers`` picks, per node type, where the features come from: ``learned``
+    (the default, the rules above) or ``open_clip`` for ``patch`` and ``word`` nodes,
+    which replaces that type's rule by :class:`graphmm.clip.ClipNodeEncoder`,
+    :math:`h = W\,\mathrm{LN}(z) + b` on the node's CLIP state :math:`z` (a patch
+    token; the mean of a word's BPE token states). With ``frozen: true`` :math:`z` is
+    node data ``clip`` computed when the graph was built and no gradient reaches CLIP;
+    with ``frozen: false`` the CLIP tower is a submodule that runs in :meth:`forward`
+    and trains. See ``docs/clip.md``.
+
     Args:
         in_dims: Raw size per node type: vocabulary size for ``word``, flattened
             patch size ``C*p*p`` for ``patch``, ``n_mels`` for ``frame`` and the
             number of modalities (3) for ``summary``.
         hidden: Output width :math:`d`.
+        featurizers: Per node type, ``{"type": "learned"}`` or ``{"type": "open_clip",
+            "name": <open_clip model>, "checkpoint": <local file or None>,
+            "pretrained": None, "frozen": True, "layer": -1}`` (see
+            :func:`graphmm.clip.parse_featurizers`). Default ``None``: all learned.
+            For an ``open_clip`` type the size in ``in_dims`` is not used.
 
     Example:
         >>> import dgl, torch
@@ -113,7 +128,12 @@ class NodeEncoders(nn.Module):
         - Output: ``dict[ntype, (N_ntype, hidden)]``.
     """
 
-    def __init__(self, in_dims: Mapping[str, int], hidden: int) -> None:
+    def __init__(
+        self,
+        in_dims: Mapping[str, int],
+        hidden: int,
+        featurizers: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
         super().__init__()
         unknown = sorted(set(in_dims) - set(SUPPORTED_NTYPES))
         if unknown:
@@ -127,16 +147,27 @@ class NodeEncoders(nn.Module):
                 raise ValueError(f"in_dims[{ntype!r}] must be >= 1, got {size}")
         self.in_dims = {k: int(v) for k, v in in_dims.items()}
         self.hidden = hidden
+        specs: dict[str, dict[str, Any]] = {}
+        if featurizers:
+            from graphmm.clip.spec import parse_featurizers  # no open_clip import unless asked
+
+            specs = parse_featurizers(featurizers)
+            unknown = sorted(set(specs) - set(SUPPORTED_NTYPES))
+            if unknown:
+                raise ValueError(f"featurizers name unknown node types {unknown}; supported: {list(SUPPORTED_NTYPES)}")
+        # node types (of in_dims) whose features come from a CLIP tower
+        clip_types = [nt for nt in self.in_dims if specs.get(nt, {}).get("type") == "open_clip"]
+        self.featurizers = {nt: specs.get(nt, {"type": "learned"}) for nt in self.in_dims}
         self.word_embed = None
         self.word_pos = None
         self.patch_proj = None
         self.patch_pos = None
         self.frame_proj = None
         self.summary_embed = None
-        if "word" in in_dims:
+        if "word" in in_dims and "word" not in clip_types:
             self.word_embed = nn.Embedding(self.in_dims["word"], hidden)
             self.word_pos = SinusoidalPositionalEncoding(hidden)
-        if "patch" in in_dims:
+        if "patch" in in_dims and "patch" not in clip_types:
             # +2: the normalised (row, col) of the patch in its grid.
             self.patch_proj = nn.Linear(self.in_dims["patch"] + 2, hidden)
             self.patch_pos = SinusoidalPositionalEncoding(hidden // 2)
@@ -145,6 +176,12 @@ class NodeEncoders(nn.Module):
             self.frame_proj = nn.Linear(self.in_dims["frame"] + 1, hidden)
         if "summary" in in_dims:
             self.summary_embed = nn.Embedding(self.in_dims["summary"], hidden)
+        self.clip = nn.ModuleDict()
+        if clip_types:
+            from graphmm.clip.featurizers import ClipNodeEncoder, featurizer_kwargs
+
+            for nt in clip_types:
+                self.clip[nt] = ClipNodeEncoder(nt, hidden, **featurizer_kwargs(specs[nt]))
         self.reset_parameters()
 
     @property
@@ -162,6 +199,8 @@ class NodeEncoders(nn.Module):
             if lin is not None:
                 nn.init.xavier_uniform_(lin.weight)
                 nn.init.zeros_(lin.bias)
+        for enc in self.clip.values():  # only their adapters: CLIP's own weights stay
+            enc.reset_parameters()
 
     @staticmethod
     def _check_index(idx: Tensor, size: int, ntype: str, key: str) -> Tensor:
@@ -200,9 +239,14 @@ class NodeEncoders(nn.Module):
             tpos = _field(g, "frame", "tpos").reshape(-1, 1)
             x = torch.cat([_field(g, "frame", "mel"), tpos], dim=-1)
             out["frame"] = self.frame_proj(x.to(self.frame_proj.weight.dtype))
+        for nt, enc in self.clip.items():
+            if nt in present:
+                out[nt] = enc(g)
         if self.summary_embed is not None and "summary" in present:
             mod = self._check_index(
                 _field(g, "summary", "modality"), self.in_dims["summary"], "summary", "modality"
             )
             out["summary"] = self.summary_embed(mod)
+        if self.clip:  # keep the usual type order whichever encoder made each entry
+            out = {nt: out[nt] for nt in SUPPORTED_NTYPES if nt in out}
         return out

@@ -402,6 +402,8 @@ class GraphSeq2Seq(_Seq2SeqBase):
         decoder_ff: Decoder feed-forward width. Default: ``None`` (4 x hidden).
         max_len: Default decoding limit. Default: ``32``.
         pad_id, bos_id, eos_id: Special token ids. Default: ``0, 1, 2``.
+        encoders: Per node type, where input features come from (see
+            :class:`NodeEncoders`). Default: ``None`` (all learned).
 
     Example:
         >>> import torch
@@ -442,6 +444,7 @@ class GraphSeq2Seq(_Seq2SeqBase):
         pad_id: int = 0,
         bos_id: int = 1,
         eos_id: int = 2,
+        encoders: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         if not in_dims:
@@ -452,7 +455,7 @@ class GraphSeq2Seq(_Seq2SeqBase):
         self.canonical_etypes: list[CanonicalEType] = [
             cet for cet in as_canonical_etypes(canonical_etypes) if cet[0] in in_dims and cet[2] in in_dims
         ]
-        self.encoders = NodeEncoders(in_dims, hidden)
+        self.encoders = NodeEncoders(in_dims, hidden, featurizers=encoders)
         self.gnn = HeteroGNN(
             self.canonical_etypes, hidden, num_layers=num_layers, conv=conv,
             conv_kwargs=dict(conv_kwargs) if conv_kwargs is not None else None,
@@ -523,13 +526,14 @@ class SequenceSeq2Seq(_Seq2SeqBase):
         pad_id: int = 0,
         bos_id: int = 1,
         eos_id: int = 2,
+        encoders: Mapping[str, Mapping[str, Any]] | None = None,
         **_: Any,
     ) -> None:
         super().__init__()
         in_dims = {str(k): int(v) for k, v in in_dims.items()}
         self.in_dims, self.hidden, self.vocab_size = in_dims, hidden, vocab_size
         self.memory_ntypes = _seq2seq_memory_ntypes(in_dims, memory_ntypes)
-        self.encoders = NodeEncoders(in_dims, hidden)
+        self.encoders = NodeEncoders(in_dims, hidden, featurizers=encoders)
         self.memory = NodeMemory(self.memory_ntypes, hidden)
         layer = nn.TransformerEncoderLayer(hidden, heads, 4 * hidden, dropout, batch_first=True, norm_first=True)
         # nested tensors would make padded outputs differ between train and eval

@@ -52,6 +52,10 @@ class GraphClassifier(nn.Module):
         readout_ntypes: Node types pooled by the readout. Default ``None``: every type
             but ``summary`` (summary nodes pass messages between modalities and are not
             pooled themselves).
+        encoders: Per node type, where input features come from (see the
+            ``featurizers`` of :class:`NodeEncoders`, e.g. ``{"patch": {"type":
+            "open_clip", "name": "ViT-B-32", "checkpoint": path}}``). Default: ``None``
+            (all learned).
 
     Example:
         >>> import dgl, torch
@@ -99,6 +103,7 @@ class GraphClassifier(nn.Module):
         fusion: str = "attention",
         head_hidden: int | None = None,
         readout_ntypes: Sequence[str] | None = None,
+        encoders: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         if not in_dims:
@@ -124,7 +129,7 @@ class GraphClassifier(nn.Module):
         unknown = sorted(set(pooled) - set(self.ntypes))
         if unknown or not pooled:
             raise ValueError(f"readout_ntypes {unknown or pooled} must name node types of in_dims: {self.ntypes}")
-        self.encoders = NodeEncoders(in_dims, hidden)
+        self.encoders = NodeEncoders(in_dims, hidden, featurizers=encoders)
         self.gnn = HeteroGNN(
             self.canonical_etypes,
             hidden,
