@@ -214,6 +214,7 @@ class TrainerConf:
     patience: int = 8
     monitor: str = "val/acc"
     device: str = "cpu"
+    strategy: str = "single"
     num_workers: int = 0
     grad_clip: Optional[float] = 1.0
     modality_dropout: float = 0.0
@@ -346,6 +347,11 @@ def validate_config(cfg: DictConfig) -> None:
     if t.monitor not in _MONITORS[task]:
         raise ConfigError(
             f"trainer.monitor={t.monitor!r} is not a metric of model.task={task}; use one of {sorted(_MONITORS[task])}"
+        )
+    if t.strategy not in ("single", "ddp"):
+        raise ConfigError(
+            f"trainer.strategy={t.strategy!r} is not one of ['single', 'ddp'] "
+            f"(ddp: torchrun --nproc_per_node N -m graphmm.train trainer.strategy=ddp)"
         )
     if t.device not in _DEVICES:
         raise ConfigError(f"trainer.device={t.device!r} is not one of {sorted(_DEVICES)}")

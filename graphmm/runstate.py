@@ -32,30 +32,55 @@ class EpochSampler(Sampler[tuple[int, int]]):
     ``(seed, epoch)``, so a resumed run sees the same order, and can start ``skip``
     items into the epoch.
 
+    Across ``world_size`` processes (DDP) every process draws the same order and keeps
+    its share: in training (``batch_size`` given) a contiguous chunk of every global
+    batch (see :func:`graphmm.ddp.shard_global_batches`); in evaluation every
+    ``world_size``-th item, so the shares cover the split exactly.
+
     Args:
         n: dataset size.
         seed: run seed.
         shuffle: permute (training) or keep the order (evaluation).
+        batch_size: global batch size, for training shards. Default: ``None``.
+        rank: this process. Default: ``0``.
+        world_size: processes. Default: ``1``.
     """
 
-    def __init__(self, n: int, seed: int, shuffle: bool = True) -> None:
+    def __init__(
+        self, n: int, seed: int, shuffle: bool = True, batch_size: int | None = None, rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Start epoch ``epoch``, ``skip`` items (of the global order) in."""
         self.epoch, self.skip = epoch, skip
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def indices(self) -> list[int]:
+        """This process's dataset indices for the current epoch, in order."""
         if self.shuffle:
             gen = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
-            order = torch.randperm(self.n, generator=gen)
+            order = torch.randperm(self.n, generator=gen)[self.skip :].tolist()
         else:
-            order = torch.arange(self.n)
-        for i in order[self.skip :].tolist():
+            order = list(range(self.skip, self.n))
+        if self.world_size == 1:
+            return order
+        if self.batch_size is None:
+            return order[self.rank :: self.world_size]
+        from graphmm.ddp import shard_global_batches
+
+        return list(shard_global_batches(order, self.batch_size, self.rank, self.world_size))
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for i in self.indices():
             yield self.epoch, i
 
     def __len__(self) -> int:
-        return max(self.n - self.skip, 0)
+        if self.world_size == 1:
+            return max(self.n - self.skip, 0)
+        return len(self.indices())
 
 
 class EpochView(Dataset):

@@ -23,6 +23,7 @@ from torchmetrics.text import BLEUScore, CharErrorRate, WordErrorRate
 from tqdm.auto import tqdm
 
 from graphmm.data.sample import Sample
+from graphmm.ddp import DistContext
 from graphmm.data.targets import TargetVocab
 from graphmm.graphs import MultimodalGraphBuilder
 
@@ -64,7 +65,13 @@ class Task:
         raise NotImplementedError
 
     def evaluate(self, model: torch.nn.Module, loader: DataLoader, samples: Sequence[Sample], device: torch.device,
-                 progress: bool = False, desc: str = "eval", final: bool = False) -> tuple[dict[str, float], Any]:
+                 progress: bool = False, desc: str = "eval", final: bool = False,
+                 ctx: DistContext | None = None) -> tuple[dict[str, float], Any]:
+        """Metrics over ``samples`` (which ``loader`` yields, in order) and the predictions.
+
+        Under DDP (``ctx``) each process evaluates its share and the predictions of all
+        processes are gathered, so every process returns the metrics of the whole split.
+        """
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
@@ -121,9 +128,10 @@ class ClassificationTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, loader: DataLoader, samples: Sequence[Sample], device: torch.device,
-                 progress: bool = False, desc: str = "eval", final: bool = False) -> tuple[dict[str, float], torch.Tensor]:
+                 progress: bool = False, desc: str = "eval", final: bool = False,
+                 ctx: DistContext | None = None) -> tuple[dict[str, float], torch.Tensor]:
         """Loss, accuracy and macro F1 over ``loader``; also the predictions ``(N,)``."""
-        return evaluate_classifier(model, loader, device, self.num_classes, progress, desc)
+        return evaluate_classifier(model, loader, device, self.num_classes, progress, desc, ctx)
 
     def state_dict(self) -> dict[str, Any]:
         return {"task": self.name, "num_classes": self.num_classes, "class_names": self.class_names}
@@ -148,32 +156,49 @@ def evaluate_classifier(
     num_classes: int,
     progress: bool = False,
     desc: str = "eval",
+    ctx: DistContext | None = None,
 ) -> tuple[dict[str, float], torch.Tensor]:
     """Loss, accuracy and macro F1 over ``loader``; also the predictions ``(N,)``.
 
     With ``progress`` a bar named ``desc`` shows the batches and the running accuracy.
+    Under DDP (``ctx``) the loader's sampler gives this process's share; the logits of
+    all processes are gathered and put back in dataset order before scoring.
     """
     model.eval()
-    acc = MulticlassAccuracy(num_classes=num_classes, average="micro").to(device)
-    f1 = MulticlassF1Score(num_classes=num_classes, average="macro").to(device)
-    total, n, correct, preds = 0.0, 0, 0, []
+    total, n, correct, logits_all, labels = 0.0, 0, 0, [], []
     bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress, dynamic_ncols=True)
     for g, y in bar:
         g, y = g.to(device), y.to(device)
         logits = model(g)
         total += float(F.cross_entropy(logits, y, reduction="sum"))
         n += len(y)
-        acc.update(logits, y)
-        f1.update(logits, y)
-        pred = logits.argmax(-1)
-        preds.append(pred.cpu())
+        logits_all.append(logits.float().cpu())
+        labels.append(y.cpu())
         if progress:
-            correct += int((pred == y).sum())
+            correct += int((logits.argmax(-1) == y).sum())
             bar.set_postfix(acc=f"{correct / n:.4f}", refresh=False)
-    if n == 0:
+    local = (
+        _indices(loader, n),
+        torch.cat(logits_all) if logits_all else torch.zeros(0, num_classes),
+        torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64),
+        total,
+    )
+    parts = ctx.all_gather(local) if ctx is not None else [local]
+    index = torch.cat([torch.as_tensor(p[0], dtype=torch.int64) for p in parts])
+    order = torch.argsort(index)
+    logits, y = torch.cat([p[1] for p in parts])[order], torch.cat([p[2] for p in parts])[order]
+    if len(y) == 0:
         raise ValueError("cannot evaluate on an empty split")
-    metrics = {"loss": total / n, "acc": float(acc.compute()), "f1": float(f1.compute())}
-    return metrics, torch.cat(preds)
+    acc = MulticlassAccuracy(num_classes=num_classes, average="micro")(logits, y)
+    f1 = MulticlassF1Score(num_classes=num_classes, average="macro")(logits, y)
+    metrics = {"loss": sum(p[3] for p in parts) / len(y), "acc": float(acc), "f1": float(f1)}
+    return metrics, logits.argmax(-1)
+
+
+def _indices(loader: DataLoader, n: int) -> list[int]:
+    """Dataset indices that ``loader`` went through, in order."""
+    sampler = loader.sampler
+    return sampler.indices() if hasattr(sampler, "indices") else list(range(n))
 
 
 # ---------------------------------------------------------------------- generation
@@ -258,7 +283,10 @@ class GenerationTask(Task):
         return _Seq2SeqCollate(builder, self.vocab)
 
     def loss(self, model: torch.nn.Module, g: dgl.DGLGraph, y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
-        return model.loss(g, y, label_smoothing=label_smoothing)
+        # through forward(), so that a DistributedDataParallel wrapper sees the call
+        logits = model(g, y[:, :-1])
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[:, 1:].reshape(-1),
+                               ignore_index=self.vocab.pad_id, label_smoothing=label_smoothing)
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         """Texts of generated ids ``(B, L)``."""
@@ -266,15 +294,18 @@ class GenerationTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, loader: DataLoader, samples: Sequence[Sample], device: torch.device,
-                 progress: bool = False, desc: str = "eval", final: bool = False) -> tuple[dict[str, float], list[str]]:
+                 progress: bool = False, desc: str = "eval", final: bool = False,
+                 ctx: DistContext | None = None) -> tuple[dict[str, float], list[str]]:
         """Teacher-forced loss and the metrics of decoded texts; also the texts.
 
-        ``loader`` must yield ``samples`` in order. ``final=True`` decodes with the
-        configured beam; otherwise greedily (cheaper, for validation during training).
+        ``loader`` must yield ``samples`` in order (under DDP: this process's share).
+        ``final=True`` decodes with the configured beam; otherwise greedily (cheaper,
+        for validation during training).
         """
         model.eval()
         total, n_tok, preds = 0.0, 0, []
         beam = self.beam_width if final else 1
+        index = _indices(loader, len(samples))
         bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress, dynamic_ncols=True)
         for g, y in bar:
             g, y = g.to(device), y.to(device)
@@ -286,13 +317,18 @@ class GenerationTask(Task):
             preds += self.decode(model.generate(g, beam_width=beam, max_len=self.max_len,
                                                 length_penalty=self.length_penalty).cpu())
             if progress:
-                refs = [self.vocab.normalize(s.target) for s in samples[len(preds) - len(y): len(preds)]]
+                refs = [self.vocab.normalize(samples[i].target) for i in index[len(preds) - len(y): len(preds)]]
                 bar.set_postfix(exact=f"{sum(p == r for p, r in zip(preds[-len(y):], refs)) / len(y):.3f}",
                                 refresh=False)
-        if not preds:
+        parts = ctx.all_gather((index[: len(preds)], preds, total, n_tok)) if ctx is not None else [
+            (index[: len(preds)], preds, total, n_tok)]
+        by_index = {i: p for part in parts for i, p in zip(part[0], part[1])}
+        if not by_index:
             raise ValueError("cannot evaluate on an empty split")
-        refs = [self.vocab.normalize(s.target) for s in samples]  # type: ignore[arg-type]
-        return {"loss": total / max(n_tok, 1), **sequence_metrics(preds, refs)}, preds
+        preds = [by_index[i] for i in sorted(by_index)]
+        refs = [self.vocab.normalize(samples[i].target) for i in sorted(by_index)]  # type: ignore[arg-type]
+        loss = sum(p[2] for p in parts) / max(sum(p[3] for p in parts), 1)
+        return {"loss": loss, **sequence_metrics(preds, refs)}, preds
 
     def state_dict(self) -> dict[str, Any]:
         return {"task": self.name, "target_vocab": self.vocab.state_dict(), "max_len": self.max_len,

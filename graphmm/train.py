@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from graphmm.config import CONF_DIR, ConfigError, check_writable, to_container, validate_config
 from graphmm.data import ModalityDropout, Sample
+from graphmm.ddp import DistContext, init_distributed
 from graphmm.graphs import MultimodalGraphBuilder
 from graphmm.loggers import make_logger, require
 from graphmm.runstate import (
@@ -111,6 +112,7 @@ def make_loader(
     seed: int = 0,
     modality_dropout: float = 0.0,
     collate_fn: Any = None,
+    ctx: DistContext | None = None,
 ) -> DataLoader:
     """A DataLoader whose workers build the batched graphs (``builder.collate``).
 
@@ -118,12 +120,23 @@ def make_loader(
     ``loader.sampler.set_epoch(epoch, skip)`` before each epoch. The order and the
     modality dropout depend only on ``(seed, epoch, index)``. ``collate_fn`` defaults
     to ``builder.collate`` (graphs and labels); see :meth:`graphmm.tasks.Task.collate`.
+
+    Under DDP (``ctx``) each process gets its share (:class:`~graphmm.runstate.EpochSampler`):
+    a training loader's ``batch_size`` is the global batch, split evenly across the
+    processes.
     """
+    ctx = ctx or DistContext()
     drop = ModalityDropout(modality_dropout) if modality_dropout > 0 else None
+    if shuffle and batch_size % ctx.world_size:
+        raise ConfigError(
+            f"trainer.batch_size={batch_size} is the global batch and must be a multiple of the "
+            f"{ctx.world_size} processes"
+        )
     return DataLoader(
         EpochView(samples, seed, drop),
-        batch_size=batch_size,
-        sampler=EpochSampler(len(samples), seed, shuffle=shuffle),
+        batch_size=batch_size // ctx.world_size if shuffle else batch_size,
+        sampler=EpochSampler(len(samples), seed, shuffle=shuffle, batch_size=batch_size if shuffle else None,
+                             rank=ctx.rank, world_size=ctx.world_size),
         num_workers=num_workers,
         collate_fn=collate_fn if collate_fn is not None else builder.collate,
         # its own generator, so iterating never draws from the global RNG
@@ -228,13 +241,33 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     ``trainer.progress`` shows bars on stderr for screening, fitting the graph
     builder, epochs, batches and every evaluation; none of them draws random numbers.
+
+    ``trainer.strategy=ddp`` under ``torchrun`` trains with DistributedDataParallel
+    (see :mod:`graphmm.ddp`): ``trainer.batch_size`` is the global batch, metrics are
+    gathered from all processes, and only rank 0 writes files.
     """
     validate_config(cfg)
     tcfg = cfg.trainer
     require(tcfg.logger)  # a missing package fails now, not after the data are ready
-    out = check_writable(output_dir(cfg))
-    device = resolve_device(cfg.trainer.device)
+    ctx = init_distributed(tcfg.device) if tcfg.strategy == "ddp" else DistContext()
+    try:
+        return _train(cfg, ctx)
+    finally:
+        if ctx.enabled and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
+    tcfg = cfg.trainer
+    # every process writes into rank 0's folder (Hydra may time-stamp each differently)
+    out = Path(ctx.broadcast(str(output_dir(cfg))))
+    if ctx.is_main:
+        check_writable(out)
+    device = resolve_device(tcfg.device)
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
     seed_everything(cfg.seed)
+    show = bool(tcfg.progress) and ctx.is_main
 
     t0 = time.perf_counter()
     splits, on_error = load_splits(cfg.data)
@@ -243,8 +276,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     class_names = [str(c) for c in getattr(splits, "classes", None) or []] or None
     builder: MultimodalGraphBuilder = instantiate(cfg.graph)
     task = make_task(cfg.model)
-    splits, skipped = screen_samples(splits, builder, on_error, progress=tcfg.progress, task=task)
-    fit_builder(builder, splits["train"], progress=tcfg.progress)
+    splits, skipped = screen_samples(splits, builder, on_error, progress=show, task=task)
+    fit_builder(builder, splits["train"], progress=show)
     task.fit(splits, class_names)
     log.info("data: %s (skipped %s)", {k: len(v) for k, v in splits.items()}, skipped)
     log.info("graph: %s", builder)
@@ -260,17 +293,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
         else None
     )
     eval_model = ema.module if ema is not None else model
+    # DDP averages the gradients of the replicas; a sample without some modality leaves
+    # that encoder unused in a step, hence find_unused_parameters
+    train_model = (
+        torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if ctx.enabled else model
+    )
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %d parameters", n_params)
 
     collate = task.collate(builder)
     train_loader = make_loader(
-        splits["train"], builder, tcfg.batch_size, True, tcfg.num_workers, cfg.seed, tcfg.modality_dropout, collate
+        splits["train"], builder, tcfg.batch_size, True, tcfg.num_workers, cfg.seed, tcfg.modality_dropout, collate,
+        ctx,
     )
     val_loader = make_loader(splits["val"], builder, tcfg.eval_batch_size, False, tcfg.num_workers, cfg.seed,
-                             collate_fn=collate)
+                             collate_fn=collate, ctx=ctx)
     test_loader = make_loader(splits["test"], builder, tcfg.eval_batch_size, False, tcfg.num_workers, cfg.seed,
-                              collate_fn=collate)
+                              collate_fn=collate, ctx=ctx)
 
     ckpt_dir = out / "checkpoints"
     monitor_key = tcfg.monitor.split("/", 1)[1]
@@ -291,6 +330,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     best_weights: dict[str, torch.Tensor] | None = None  # a copy, so that any checkpoint can rebuild best.pt
 
     def save_best() -> None:
+        if not ctx.is_main:
+            return
         save_checkpoint(
             ckpt_dir / "best.pt",
             {"model": best_weights, "config": config_dict, "builder": builder.state_dict(),
@@ -327,6 +368,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 f"the weights became non-finite at epoch {run['epoch']}, step {run['step']}; stopping. "
                 f"The last good checkpoints are in {ckpt_dir}"
             )
+        if not ctx.is_main:
+            return
         state = {
             "model": eval_model.state_dict(),
             "train_model": model.state_dict(),
@@ -349,7 +392,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # to the same folder and hides what the interrupted run wrote after its checkpoint
     # (steps > run["step"]); a fresh run hides whatever an earlier run left there. The
     # logger draws no random numbers, so it leaves the restored RNG state as it is.
-    logger = make_logger(tcfg.logger, out, purge_step=run["step"] + 1 if resumed else 0)
+    logger = make_logger(tcfg.logger if ctx.is_main else None, out, purge_step=run["step"] + 1 if resumed else 0)
 
     try:
         first = run["epoch"] + 1 if run["epoch_end"] else run["epoch"]
@@ -360,7 +403,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             desc="epochs",
             initial=first,
             total=tcfg.max_epochs,
-            disable=not tcfg.progress,
+            disable=not show,
             dynamic_ncols=True,
         )
         for epoch in [] if run["stopped"] else epochs:
@@ -373,7 +416,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 train_loader,
                 desc=f"epoch {epoch}",
                 leave=False,
-                disable=not tcfg.progress,
+                disable=not show,
                 initial=run["batch"],
                 total=todo if limit is None else min(limit, todo),
             )
@@ -381,8 +424,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 if limit is not None and run["batch"] >= limit:
                     break
                 g, y = g.to(device), y.to(device)
-                loss = task.loss(model, g, y, tcfg.label_smoothing)
-                if not torch.isfinite(loss):
+                loss = task.loss(train_model, g, y, tcfg.label_smoothing)
+                if not ctx.all_finite(loss):
                     raise FloatingPointError(
                         f"non-finite loss {float(loss)} at epoch {epoch}, step {run['step']}; stopping. "
                         f"The last good checkpoints are in {ckpt_dir}"
@@ -406,10 +449,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
             lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
             if scheduler is not None:
                 scheduler.step()
-            val, _ = task.evaluate(eval_model, val_loader, splits["val"], device, progress=tcfg.progress, desc="val")
+            val, _ = task.evaluate(eval_model, val_loader, splits["val"], device, progress=show, desc="val", ctx=ctx)
+            running, seen = map(sum, zip(*ctx.all_gather((run["running"], run["seen"]))))
             row = {
                 "epoch": epoch,
-                "train/loss": run["running"] / max(run["seen"], 1),
+                "train/loss": running / max(seen, 1),
                 **{f"val/{k}": v for k, v in val.items()},
             }
             run["history"].append(row)
@@ -438,17 +482,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 break
         epochs.close()
 
-        _write_history(out / "history.csv", run["history"])
+        if ctx.is_main:
+            _write_history(out / "history.csv", run["history"])
+        ctx.barrier()  # best.pt is written by rank 0
         best_state = load_checkpoint(ckpt_dir / "best.pt", map_location=device)
         eval_model.load_state_dict(best_state["model"])
         val, _ = task.evaluate(
-            eval_model, val_loader, splits["val"], device, progress=tcfg.progress, desc="val (best)", final=True
+            eval_model, val_loader, splits["val"], device, progress=show, desc="val (best)", final=True, ctx=ctx
         )
         test, test_pred = task.evaluate(
-            eval_model, test_loader, splits["test"], device, progress=tcfg.progress, desc="test", final=True
+            eval_model, test_loader, splits["test"], device, progress=show, desc="test", final=True, ctx=ctx
         )
         logger.log_scalars({f"test/{k}": v for k, v in test.items()}, run["step"])
-        task.write_artefacts(out, run["history"], splits["test"], test_pred)
+        if ctx.is_main:
+            task.write_artefacts(out, run["history"], splits["test"], test_pred)
         metrics: dict[str, float] = {
             **{f"val/{k}": v for k, v in val.items()},
             **{f"test/{k}": v for k, v in test.items()},
@@ -458,8 +505,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "num_params": n_params,
             "data/skipped": read_skipped + sum(skipped.values()),
         }
-        write_json(out / "metrics.json", metrics)
-        write_json(out / "timing.json", {"time_s": round(time.perf_counter() - t0, 2)})
+        if ctx.is_main:
+            write_json(out / "metrics.json", metrics)
+            write_json(out / "timing.json", {"time_s": round(time.perf_counter() - t0, 2)})
         log.info("%s (best epoch %d) -> %s", _fmt(test, "test"), run["best_epoch"], out)
         return metrics
     finally:
