@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from graphmm.utils import atomic_write_bytes
+
 __all__ = ["FeatureCache", "content_hash", "default_cache_dir", "file_sha256", "weights_fingerprint"]
 
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
@@ -136,16 +138,7 @@ class FeatureCache:
 
     @staticmethod
     def _atomic_write_bytes(path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, data)
 
     @classmethod
     def _atomic_write_text(cls, path: Path, text: str) -> None:
