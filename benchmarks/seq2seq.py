@@ -46,9 +46,13 @@ def _fmt(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
-def run(tasks: list[str], seeds: list[int], quick: bool) -> str:
+def run(tasks: list[str], seeds: list[int], quick: bool, write: bool = False) -> str:
+    """Train every (task, model, seed) and return the RESULTS.md section; with ``write``
+    the section is also written after each task, listing the tasks done so far."""
     extra = ["trainer.progress=false"] + (["trainer.max_epochs=4"] if quick else [])
-    rows = []
+    rows: list[str] = []
+    done: list[str] = []
+    section = ""
     for task in tasks:
         for model, overrides in MODELS.items():
             results: dict[str, list[float]] = {k: [] for k in (*KEYS, "time", "params")}
@@ -69,6 +73,14 @@ def run(tasks: list[str], seeds: list[int], quick: bool) -> str:
                 f"| {TASKS[task]} | {model} | " + " | ".join(_fmt(results[k]) for k in KEYS)
                 + f" | {int(results['params'][0]):,} | {statistics.mean(results['time']):.0f} | `{cmd}` |"
             )
+        done.append(task)
+        section = _section(rows, done, seeds, quick)
+        if write:
+            write_section("seq2seq", section)
+    return section
+
+
+def _section(rows: list[str], tasks: list[str], seeds: list[int], quick: bool) -> str:
     header = [
         "<!-- seq2seq:start -->",
         "## Text generation on `digits_seq`",
@@ -96,10 +108,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="4 epochs per run")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args()
-    section = run(args.tasks, args.seeds, args.quick)
-    print(section)
-    if not args.no_write:
-        write_section("seq2seq", section)
+    print(run(args.tasks, args.seeds, args.quick, write=not args.no_write))
 
 
 if __name__ == "__main__":
