@@ -243,9 +243,15 @@ def test_generation_config_checks(make_cfg) -> None:
         validate_config(cfg)
 
 
-def test_digits_seq_run_end_to_end(make_cfg, tmp_path) -> None:
+@pytest.mark.parametrize(
+    "overrides",
+    [["experiment=digits_seq"], ["experiment=digits_seq_audio"], ["experiment=digits_seq_image"],
+     ["experiment=digits_seq", "model=transformer_seq2seq"], ["experiment=digits_seq", "model.target_level=char"]],
+    ids=["image+audio", "audio", "image", "sequence-baseline", "char-level"],
+)
+def test_digits_seq_run_end_to_end(make_cfg, tmp_path, overrides) -> None:
     cfg = make_cfg([
-        "experiment=digits_seq", "data.num_samples=[64,16,16]", "trainer.max_epochs=2", "model.hidden=32",
+        *overrides, "data.num_samples=[64,16,16]", "trainer.max_epochs=2", "model.hidden=32",
         "model.decoder_heads=2", "model.heads=2", "model.num_layers=1", "model.beam_width=2",
     ])
     metrics = train(cfg)
