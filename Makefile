@@ -4,10 +4,12 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.graphmm-installed
+BENCH_STAMP := $(VENV)/.graphmm-bench-installed
 PYTEST_ARGS ?=
 TRAIN_ARGS ?=
+PERF_ARGS ?=
 
-.PHONY: venv train test test-fast bench clean
+.PHONY: venv train test test-fast bench bench-perf clean
 
 venv: $(STAMP)
 
@@ -29,6 +31,15 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.modalities
+
+# the `bench` extra (PyG, for the comparison) on top of the dev install
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+# graph construction, training throughput and scaling; PERF_ARGS=--quick for a short run
+bench-perf: $(BENCH_STAMP)
+	$(PY) -m benchmarks.perf $(PERF_ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

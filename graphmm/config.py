@@ -108,6 +108,7 @@ class ImageGraphConf:
     stride: Optional[int] = None
     neighbors: int = 4
     knn: int = 0
+    knn_radius: Optional[int] = None
     channels: Optional[int] = None
 
 
@@ -216,6 +217,7 @@ class TrainerConf:
     device: str = "cpu"
     strategy: str = "single"
     num_workers: int = 0
+    cache_dir: Optional[str] = None
     grad_clip: Optional[float] = 1.0
     modality_dropout: float = 0.0
     ema_decay: Optional[float] = None

@@ -251,7 +251,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     require(tcfg.logger)  # a missing package fails now, not after the data are ready
     ctx = init_distributed(tcfg.device) if tcfg.strategy == "ddp" else DistContext()
     try:
-        return _train(cfg, ctx)
+        metrics = _train(cfg, ctx)
+        ctx.barrier()  # no process leaves the group while another still uses it
+        return metrics
     finally:
         if ctx.enabled and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -278,6 +280,8 @@ def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
     task = make_task(cfg.model)
     splits, skipped = screen_samples(splits, builder, on_error, progress=show, task=task)
     fit_builder(builder, splits["train"], progress=show)
+    if tcfg.cache_dir:
+        builder.use_cache(tcfg.cache_dir)  # per-sample features reused by later epochs, runs and sweep jobs
     task.fit(splits, class_names)
     log.info("data: %s (skipped %s)", {k: len(v) for k, v in splits.items()}, skipped)
     log.info("graph: %s", builder)

@@ -2,21 +2,83 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dgl
 import torch
 
+from graphmm.cache import FeatureCache, fingerprint
 from graphmm.data.sample import Sample
-from graphmm.graphs._util import CanonicalEType, NodeBlock, segment_offsets
+from graphmm.graphs._util import (
+    CanonicalEType,
+    NodeBlock,
+    concat_blocks,
+    segment_offsets,
+    split_block,
+)
 from graphmm.graphs.audio import AudioGraphBuilder
 from graphmm.graphs.cross import NTYPE_ORDER, CrossModalBuilder
 from graphmm.graphs.image import ImageGraphBuilder
 from graphmm.graphs.text import TextGraphBuilder
 
+
 def _where(sample: Sample, index: int) -> str:
     return f"sample {sample.id!r} (index {index})" if sample.id is not None else f"sample at index {index}"
+
+
+def _plain(value: Any) -> Any:
+    """A fingerprintable form of a builder attribute: plain values and tensors as they
+    are, objects with a ``state_dict()`` through it, anything else by ``repr``."""
+    if value is None or isinstance(value, (bool, int, float, str, bytes, torch.Tensor)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if callable(getattr(value, "state_dict", None)):
+        return _plain(value.state_dict())
+    return repr(value)
+
+
+def builder_cache_key(builder: object) -> Any:
+    """What a modality builder's output depends on besides its input: its class and its
+    public attributes (settings and fitted state such as the vocabulary or the audio
+    band statistics).
+
+    A builder may define ``cache_key()`` returning plain values to replace this (for
+    instance when an attribute's ``repr`` is not stable across processes).
+    """
+    custom = getattr(builder, "cache_key", None)
+    if callable(custom):
+        return [type(builder).__module__, type(builder).__qualname__, custom()]
+    attrs = {k: _plain(v) for k, v in sorted(vars(builder).items()) if not k.startswith("_")}
+    return [type(builder).__module__, type(builder).__qualname__, attrs]
+
+
+@dataclass
+class GraphTensors:
+    """A batch of graphs as plain tensors, before any graph library is involved.
+
+    :meth:`MultimodalGraphBuilder.batch` turns it into one DGL heterograph; the same
+    fields fill any other container (e.g. a PyG ``HeteroData``).
+
+    Attributes:
+        num_nodes: node type -> total nodes of the batch.
+        batch_num_nodes: node type -> ``(B,)`` int64 nodes per sample.
+        node_data: node type -> field -> tensor with ``num_nodes[ntype]`` rows.
+        edges: canonical edge type -> ``(src, dst)`` int64 batch-global ids, sorted by
+            ``(src, dst)`` (so each sample's edges are contiguous).
+        batch_num_edges: canonical edge type -> ``(B,)`` int64 edges per sample.
+    """
+
+    num_nodes: dict[str, int]
+    batch_num_nodes: dict[str, torch.Tensor]
+    node_data: dict[str, dict[str, torch.Tensor]]
+    edges: dict[CanonicalEType, tuple[torch.Tensor, torch.Tensor]]
+    batch_num_edges: dict[CanonicalEType, torch.Tensor]
 
 
 class MultimodalGraphBuilder:
@@ -68,6 +130,9 @@ class MultimodalGraphBuilder:
         self.image = ImageGraphBuilder() if image is True else (image or None)
         self.audio = AudioGraphBuilder() if audio is True else (audio or None)
         self.cross = CrossModalBuilder(summary=True) if cross is True else (cross or None)
+        self._cache_root: str | None = None
+        self._cache_parts: Any = ()
+        self._caches: dict[str, FeatureCache] = {}
         on = self.node_types_of_modalities
         if not on:
             raise ValueError("every modality builder is off; enable at least one of text, image, audio")
@@ -130,13 +195,14 @@ class MultimodalGraphBuilder:
         the audio band statistics."""
         # validate every modality, as batch() does: unchecked text or images made fit
         # fail with AttributeError (text=7) or infer channels from a rank-2 image's height
-        checked = [self.validate(s, i) for i, s in enumerate(samples)]
+        checked = self.validate_batch(samples)
         if self.text is not None:
             self.text.fit([c["text"] for c in checked if "text" in c])
         if self.image is not None:
             self.image.fit([c["image"] for c in checked if "image" in c])
         if self.audio is not None:
             self.audio.fit([c["audio"] for c in checked if "audio" in c])
+        self._open_caches()  # the fitted state is part of the cache key
         return self
 
     def state_dict(self) -> dict[str, Any]:
@@ -157,11 +223,118 @@ class MultimodalGraphBuilder:
             self.image.image_size = tuple(int(x) for x in state["image_size"])
         if self.audio is not None and state.get("audio") is not None:
             self.audio.load_state_dict(state["audio"])
+        self._open_caches()
+
+    # ------------------------------------------------------------------ caching
+    def use_cache(self, root: str | os.PathLike[str] | None, key_parts: Any = ()) -> MultimodalGraphBuilder:
+        """Reuse per-sample preprocessed features from an on-disk :class:`~graphmm.cache.FeatureCache`.
+
+        Each modality caches, per sample, the block its builder makes (node data such
+        as ``mel``, ``pixels`` or ``token``, and the edges inside the modality, kNN
+        included) under a fingerprint of the validated input, in a folder named after
+        the modality builder's class, settings and fitted state plus ``key_parts``.
+        Every epoch after the first, and every later run or sweep job with the same
+        graph settings and training data, then skips that preprocessing; any change of
+        settings or of the fitted vocabulary or statistics uses a fresh folder. The
+        graphs are the same as without the cache. :meth:`fit` and
+        :meth:`load_state_dict` re-key the cache, so it may be switched on before or
+        after fitting; a builder changed by hand afterwards needs another
+        ``use_cache`` call. It relies on each modality builder giving a sample the same
+        block whatever else is in the batch, as the built-in builders do.
+
+        Args:
+            root: cache folder (created on first write); ``None`` switches caching off.
+            key_parts: anything else the features depend on (plain values).
+
+        Returns:
+            ``self``.
+
+        Example:
+            >>> import tempfile, torch
+            >>> from graphmm.data import Sample
+            >>> b = MultimodalGraphBuilder().use_cache(tempfile.mkdtemp())
+            >>> s = Sample(text="a seven", audio=torch.randn(4000) * 0.1, sample_rate=8000)
+            >>> g1 = b.batch([s]); g2 = b.batch([s])      # the second batch reads the cache
+            >>> b.cache_stats()["frame"]
+            {'hits': 1, 'misses': 1, 'writes': 1}
+        """
+        self._cache_root = os.fspath(root) if root is not None else None
+        self._cache_parts = key_parts
+        self._open_caches()
+        return self
+
+    def cache_stats(self) -> dict[str, dict[str, int]]:
+        """Per node type, the cache's ``hits``, ``misses`` and ``writes`` in this process."""
+        return {nt: dict(c.stats) for nt, c in self._caches.items()}
+
+    def _open_caches(self) -> None:
+        self._caches = {}
+        if self._cache_root is None:
+            return
+        for nt, b in (("word", self.text), ("patch", self.image), ("frame", self.audio)):
+            if b is not None:
+                parts = ["MultimodalGraphBuilder", nt, builder_cache_key(b), self._cache_parts]
+                self._caches[nt] = FeatureCache(self._cache_root, parts)
+
+    def _build_modality(self, nt: str, builder: Any, inputs: list[Any]) -> NodeBlock:
+        """``builder.build(inputs)``, reading and filling the cache per input when on."""
+        cache = self._caches.get(nt)
+        if cache is None or not inputs:
+            return builder.build(inputs)
+        keys = [fingerprint(x) for x in inputs]
+        found: dict[str, NodeBlock | None] = {}
+        for k in keys:
+            if k not in found:
+                found[k] = _block_from_state(cache.get(k), nt)
+        todo = [k for k, v in found.items() if v is None]
+        if todo:
+            first = {k: keys.index(k) for k in todo}
+            built = builder.build([inputs[first[k]] for k in todo])  # one vectorised pass over the misses
+            for k, part in zip(todo, split_block(built)):
+                found[k] = part
+                cache.put(k, _block_state(part))
+        return concat_blocks([found[k] for k in keys], nt)
 
     # ------------------------------------------------------------------ building
     def validate(self, sample: object, index: int = 0) -> dict[str, Any]:
         """Check one sample; returns its usable modalities. Raises ``ValueError``
         naming the sample (id, or index in the batch) and the problem."""
+        return self._validate(sample, index)
+
+    def validate_batch(self, samples: Sequence[object]) -> list[dict[str, Any]]:
+        """:meth:`validate` for every sample, with the same results and the same first
+        error.
+
+        A modality builder that offers ``validate_many`` (``AudioGraphBuilder`` does:
+        ``validate_many(clips, sample_rates, wheres)``; an image builder would take
+        ``validate_many(images, wheres)``) checks all of the batch's inputs at once,
+        e.g. one pass for non-finite values over all clips instead of one per clip. If
+        it raises, every sample is checked one by one, so the error names the first
+        bad sample in batch order, as :meth:`validate` would.
+        """
+        samples = list(samples)  # iterate the input once (it may be a progress-ticking view)
+        pre: dict[str, dict[int, Any]] = {"image": {}, "audio": {}}
+        try:
+            for key, b in (("image", self.image), ("audio", self.audio)):
+                many = getattr(b, "validate_many", None)
+                idx = [i for i, s in enumerate(samples) if isinstance(s, Sample) and getattr(s, key) is not None]
+                if many is None or not idx:
+                    continue
+                wheres = [_where(samples[i], i) for i in idx]  # type: ignore[arg-type]
+                values = [getattr(samples[i], key) for i in idx]
+                if key == "audio":
+                    done = many(values, [samples[i].sample_rate for i in idx], wheres)  # type: ignore[union-attr]
+                else:
+                    done = many(values, wheres)
+                pre[key] = dict(zip(idx, done))
+        except ValueError:
+            pre = {"image": {}, "audio": {}}  # one by one below: the first bad sample in order is reported
+        return [self._validate(s, i, pre["image"].get(i), pre["audio"].get(i)) for i, s in enumerate(samples)]
+
+    def _validate(
+        self, sample: object, index: int, image: torch.Tensor | None = None, audio: torch.Tensor | None = None
+    ) -> dict[str, Any]:
+        """:meth:`validate`, taking modalities that ``validate_many`` already checked."""
         if not isinstance(sample, Sample):
             raise ValueError(f"sample at index {index}: expected graphmm.data.Sample, got {type(sample).__name__}")
         where = _where(sample, index)
@@ -171,21 +344,19 @@ class MultimodalGraphBuilder:
                 raise ValueError(f"{where}: text must be a str, got {type(sample.text).__name__}")
             out["text"] = sample.text
         if self.image is not None and sample.image is not None:
-            out["image"] = self.image.validate(sample.image, where)
+            out["image"] = image if image is not None else self.image.validate(sample.image, where)
         if self.audio is not None and sample.audio is not None:
-            out["audio"] = self.audio.validate(sample.audio, sample.sample_rate, where)
+            out["audio"] = audio if audio is not None else self.audio.validate(sample.audio, sample.sample_rate, where)
         return out
 
     def __call__(self, sample: Sample) -> dgl.DGLGraph:
         """The graph of one sample (a batch of one)."""
         return self.batch([sample])
 
-    def batch(self, samples: Sequence[Sample]) -> dgl.DGLGraph:
-        """One batched heterograph for ``samples``, built in one vectorised pass.
-
-        Empty text gives zero ``word`` nodes. Modalities whose builder is off are ignored.
-        """
-        checked = [self.validate(s, i) for i, s in enumerate(samples)]
+    def build_tensors(self, samples: Sequence[Sample]) -> GraphTensors:
+        """The batch graph of ``samples`` as plain tensors (see :class:`GraphTensors`):
+        everything :meth:`batch` computes, without the DGL graph object."""
+        checked = self.validate_batch(samples)
         bsz = len(samples)
         blocks: dict[str, NodeBlock] = {}
         for key, nt, b in (("text", "word", self.text), ("image", "patch", self.image), ("audio", "frame", self.audio)):
@@ -193,7 +364,7 @@ class MultimodalGraphBuilder:
                 continue
             have = [i for i, c in enumerate(checked) if key in c]
             try:
-                block = b.build([checked[i][key] for i in have])
+                block = self._build_modality(nt, b, [checked[i][key] for i in have])
             except ValueError as err:
                 names = ", ".join(_where(samples[i], i) for i in have[:8])
                 raise ValueError(f"{err} (batch of {names}{', ...' if len(have) > 8 else ''})") from err
@@ -221,15 +392,27 @@ class MultimodalGraphBuilder:
             # dgl.unbatch expects, and edge ids do not depend on how the batch was built
             order = torch.argsort(src * max(num_nodes[r[2]], 1) + dst)
             data_dict[r] = (src[order], dst[order])
-        g = dgl.heterograph(data_dict, num_nodes_dict=num_nodes, idtype=torch.int64)
-        for nt in self.ntypes:
-            for k, v in blocks[nt].data.items():
-                g.nodes[nt].data[k] = v
         seg = {nt: segment_offsets(blocks[nt].counts)[1] for nt in self.ntypes}
-        g.set_batch_num_nodes({nt: blocks[nt].counts for nt in self.ntypes})
-        g.set_batch_num_edges(
-            {r: torch.bincount(seg[r[0]][data_dict[r][0]], minlength=bsz) for r in rels}
+        return GraphTensors(
+            num_nodes=num_nodes,
+            batch_num_nodes={nt: blocks[nt].counts for nt in self.ntypes},
+            node_data={nt: dict(blocks[nt].data) for nt in self.ntypes},
+            edges=data_dict,
+            batch_num_edges={r: torch.bincount(seg[r[0]][data_dict[r][0]], minlength=bsz) for r in rels},
         )
+
+    def batch(self, samples: Sequence[Sample]) -> dgl.DGLGraph:
+        """One batched heterograph for ``samples``, built in one vectorised pass.
+
+        Empty text gives zero ``word`` nodes. Modalities whose builder is off are ignored.
+        """
+        t = self.build_tensors(samples)
+        g = dgl.heterograph(t.edges, num_nodes_dict=t.num_nodes, idtype=torch.int64)
+        for nt, data in t.node_data.items():
+            for k, v in data.items():
+                g.nodes[nt].data[k] = v
+        g.set_batch_num_nodes(t.batch_num_nodes)
+        g.set_batch_num_edges(t.batch_num_edges)
         return g
 
     def collate(self, samples: Sequence[Sample]) -> tuple[dgl.DGLGraph, torch.Tensor]:
@@ -243,3 +426,20 @@ class MultimodalGraphBuilder:
     def __repr__(self) -> str:
         parts = [repr(b) for b in (self.text, self.image, self.audio, self.cross) if b is not None]
         return "MultimodalGraphBuilder(\n  " + ",\n  ".join(parts) + "\n)"
+
+
+def _block_state(block: NodeBlock) -> dict[str, Any]:
+    """One sample's block as tensors and plain values (``torch.load(weights_only=True)``-safe)."""
+    return {
+        "count": int(block.counts.sum()),
+        "data": dict(block.data),
+        "edges": [[list(rel), src, dst] for rel, (src, dst) in block.edges.items()],
+    }
+
+
+def _block_from_state(state: dict[str, Any] | None, ntype: str) -> NodeBlock | None:
+    if state is None:
+        return None
+    edges = {(str(r[0]), str(r[1]), str(r[2])): (src, dst) for r, src, dst in state["edges"]}
+    counts = torch.tensor([int(state["count"])], dtype=torch.int64)
+    return NodeBlock(ntype=ntype, counts=counts, data=dict(state["data"]), edges=edges)

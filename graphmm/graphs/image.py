@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from graphmm.graphs._util import EdgeDict, NodeBlock, knn_in_groups, segment_offsets
+from graphmm.graphs._util import EdgeDict, NodeBlock, knn_in_grid, knn_in_groups, segment_offsets
 
 
 class ImageGraphBuilder:
@@ -37,6 +38,11 @@ class ImageGraphBuilder:
         neighbors: 4, 8, or 0 to switch ``adjacent`` off.
         knn: neighbours of the ``similar`` relation; 0 switches it off.
         channels: expected ``C``; ``None`` accepts any, inferred by :meth:`fit`.
+        knn_radius: ``None`` (default): exact kNN among all patches of the image,
+            :math:`O(N^2)` time. An integer :math:`r`: search only the
+            :math:`(2r+1)^2` window of grid cells around each patch, :math:`O(N r^2)`
+            time, for very large images (equal to the exact search when the window
+            covers the grid).
     """
 
     def __init__(
@@ -46,6 +52,7 @@ class ImageGraphBuilder:
         neighbors: int = 4,
         knn: int = 0,
         channels: int | None = None,
+        knn_radius: int | None = None,
     ) -> None:
         if patch_size < 1:
             raise ValueError(f"patch_size must be >= 1, got {patch_size}")
@@ -55,6 +62,9 @@ class ImageGraphBuilder:
             raise ValueError(f"neighbors must be 0, 4 or 8, got {neighbors}")
         if knn < 0:
             raise ValueError(f"knn must be >= 0, got {knn}")
+        if knn_radius is not None and knn_radius < 0:
+            raise ValueError(f"knn_radius must be >= 0 or None, got {knn_radius}")
+        self.knn_radius = None if knn_radius is None else int(knn_radius)
         self.patch_size = int(patch_size)
         self.stride = int(stride) if stride is not None else int(patch_size)
         self.neighbors = int(neighbors)
@@ -82,6 +92,25 @@ class ImageGraphBuilder:
     def validate(self, image: object, where: str) -> torch.Tensor:
         """Check one image; returns it as float32. Raises ``ValueError`` naming ``where``."""
         return self._check_image(image, where, min_size=self.patch_size)
+
+    def validate_many(self, images: Sequence[object], wheres: Sequence[str]) -> list[torch.Tensor]:
+        """:meth:`validate` for a batch: one range check over all plain float32 images
+        (the common case) instead of one per image; anything unusual, or any value out of
+        range, goes through :meth:`validate` for its precise error."""
+        if type(self).validate is not ImageGraphBuilder.validate:
+            return [self.validate(im, w) for im, w in zip(images, wheres)]
+        plain = [
+            isinstance(im, torch.Tensor) and im.dim() == 3 and im.dtype == torch.float32 and im.shape[0] > 0
+            and (self.channels is None or im.shape[0] == self.channels)
+            and min(im.shape[1], im.shape[2]) >= self.patch_size
+            for im in images
+        ]
+        ready = [im.reshape(-1) for im, ok in zip(images, plain) if ok]  # type: ignore[union-attr]
+        if ready:
+            lo, hi = (float(v) for v in torch.aminmax(torch.cat(ready)))
+            if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0 or hi > 1:
+                plain = [False] * len(images)
+        return [im if ok else self.validate(im, w) for im, ok, w in zip(images, plain, wheres)]  # type: ignore[misc]
 
     def _check_image(self, image: object, where: str, min_size: int) -> torch.Tensor:
         """The checks of :meth:`validate`, with the smallest accepted side ``min_size``
@@ -156,7 +185,11 @@ class ImageGraphBuilder:
             cols = F.unfold(stack, kernel_size=p, stride=s).transpose(1, 2)  # (G, L, C*p*p)
             nh, nw = self.grid_shape(h, w)
             if self.knn:
-                nbrs = knn_in_groups(cols, self.knn)
+                nbrs = (
+                    knn_in_groups(cols, self.knn)
+                    if self.knn_radius is None
+                    else knn_in_grid(cols, (nh, nw), self.knn, self.knn_radius)
+                )
             for j, i in enumerate(members):
                 per_sample[i] = cols[j]
                 if self.knn:
@@ -201,5 +234,6 @@ class ImageGraphBuilder:
     def __repr__(self) -> str:
         return (
             f"ImageGraphBuilder(patch_size={self.patch_size}, stride={self.stride}, "
-            f"neighbors={self.neighbors}, knn={self.knn})"
+            f"neighbors={self.neighbors}, knn={self.knn}"
+            + (f", knn_radius={self.knn_radius})" if self.knn_radius is not None else ")")
         )

@@ -1,0 +1,671 @@
+"""Performance and scale: graph construction, training throughput, single-sample scaling.
+
+One command measures everything side by side in one run, prints one Markdown
+section and writes it into ``benchmarks/RESULTS.md`` between the ``perf`` markers::
+
+    python -m benchmarks.perf            # full run (about 10-15 minutes on 2 cores)
+    python -m benchmarks.perf --quick    # smaller sizes and fewer rounds (2-3 minutes)
+
+What is measured:
+
+a. **Graph construction** (graphs/s) of the default schema (``MultimodalGraphBuilder()``,
+   fitted on the ``digits`` train split) on batches of 64 ``digits`` samples, three ways:
+   the batch-native ``builder.batch``; one graph per sample plus ``dgl.batch``; and one
+   PyG ``HeteroData`` per sample plus ``Batch.from_data_list``. Both per-sample paths
+   run the same per-sample tensor code (``builder.build_tensors([s])``: patches,
+   log-mel frames, token ids, edges); they differ only in the graph container they
+   fill and in how they batch it, so the PyG path includes its container cost just as
+   the DGL path does, and no DGL-to-PyG conversion is timed.
+b. **Training throughput** (samples/s, forward + backward + AdamW step) of the 3-layer
+   heterogeneous GAT (hidden 128, 4 heads) as ``graphmm.nn.GraphClassifier`` on DGL,
+   the same architecture on PyG (``HeteroConv`` of ``GATConv``, same encoders, sum over
+   relations, residual + LayerNorm, mean pooling, masked concatenation, same head), and
+   a ``torch.nn.TransformerEncoder`` (width 128, 3 layers, 4 heads, feed-forward 512)
+   over the same encoded nodes as one token sequence per sample; on synthetic
+   tri-modal samples of exactly 100, 400 and 1,600 nodes, batches of 8 prebuilt graphs.
+c. **Scaling** of one sample at 10^3 ... 10^6 nodes: build the graph and run the
+   default-size model (hidden 64, 3 GAT layers) forward, each size in a fresh
+   process, best of 2 repeats (one beyond 20 s); memory is the peak
+   resident set size (``VmHWM`` of ``/proc/self/status``) minus the process's RSS
+   after imports and before the input is made, so it counts the input, the graph and
+   the forward pass.
+   Series: an image's patches with the exact ``similar`` kNN (quadratic by nature),
+   with the window-restricted kNN (``knn_in_grid``, linear), and an audio clip's frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import dgl
+import numpy as np
+import torch
+from torch import nn
+
+from benchmarks.modalities import write_section
+from graphmm.data import Sample, load_digits
+from graphmm.graphs import ImageGraphBuilder, MultimodalGraphBuilder
+from graphmm.graphs._util import knn_in_grid, knn_query_block
+from graphmm.graphs.builder import GraphTensors
+from graphmm.nn import GraphClassifier
+from graphmm.nn.encoders import NodeEncoders
+from graphmm.nn.heads import ClassificationHead
+
+TEXT = "the quick brown fox jumps over the lazy dog twice"  # 10 word nodes
+TRAIN_SIZES = (100, 400, 1600)
+SCALE_SIZES = (10**3, 10**4, 10**5, 10**6)
+# (n_H, n_W) patch grids of the scaling images, 4 x 4 patches with stride 4
+GRIDS = {10**3: (25, 40), 10**4: (100, 100), 10**5: (250, 400), 10**6: (1000, 1000)}
+
+
+# ---------------------------------------------------------------- helpers
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mb() -> float:
+    """Peak RSS of this process image (``VmHWM``). Unlike ``getrusage``'s ``ru_maxrss``,
+    which Linux carries over from the parent through fork and exec, it starts afresh
+    in a new process."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _llc_mb() -> float | None:
+    """Size of the last-level CPU cache in MB, if the system says."""
+    try:
+        files = sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"))
+        sizes = [Path(f).read_text().strip() for f in files]
+    except OSError:
+        return None
+    mb = [int(x[:-1]) / 1024 if x.endswith("K") else float(x[:-1]) if x.endswith("M") else None for x in sizes]
+    mb = [m for m in mb if m]
+    return max(mb) if mb else None
+
+
+def _side_by_side(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
+    """Median seconds per call of each function, calls interleaved round by round so
+    that a noisy neighbour slows every method alike."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()  # warm-up
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    if x >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+# ---------------------------------------------------------------- (a) construction
+def to_heterodata(t: GraphTensors) -> Any:
+    """A PyG ``HeteroData`` holding the node data and edges of ``t``."""
+    from torch_geometric.data import HeteroData
+
+    data = HeteroData()
+    for nt, n in t.num_nodes.items():
+        data[nt].num_nodes = n
+        for key, value in t.node_data[nt].items():
+            data[nt][key] = value
+    for rel, (src, dst) in t.edges.items():
+        data[rel].edge_index = torch.stack([src, dst])
+    return data
+
+
+def bench_construction(rounds: int, n_batches: int) -> dict[str, Any]:
+    from torch_geometric.data import Batch
+
+    splits = load_digits()
+    builder = MultimodalGraphBuilder().fit(splits["train"])
+    samples = (splits["train"] * 2)[: 64 * n_batches]
+    batches = [samples[i : i + 64] for i in range(0, len(samples), 64)]
+
+    def native() -> None:
+        for b in batches:
+            builder.batch(b)
+
+    def per_sample_dgl() -> None:
+        for b in batches:
+            dgl.batch([builder(s) for s in b])
+
+    def per_sample_pyg() -> None:
+        for b in batches:
+            Batch.from_data_list([to_heterodata(builder.build_tensors([s])) for s in b])
+
+    # the three give the same graphs
+    g1, g2 = builder.batch(batches[0]), dgl.batch([builder(s) for s in batches[0]])
+    assert all(torch.equal(g1.batch_num_edges(r), g2.batch_num_edges(r)) for r in g1.canonical_etypes)
+    pyg = Batch.from_data_list([to_heterodata(builder.build_tensors([s])) for s in batches[0]])
+    assert all(pyg[r].edge_index.shape[1] == g1.num_edges(r) for r in g1.canonical_etypes)
+
+    sec = _side_by_side({"native": native, "dgl": per_sample_dgl, "pyg": per_sample_pyg}, rounds)
+    n = len(samples)
+    return {"graphs_per_s": {k: n / v for k, v in sec.items()}, "n_graphs": n, "rounds": rounds,
+            "nodes_per_graph": g1.num_nodes() / g1.batch_size, "edges_per_graph": g1.num_edges() / g1.batch_size}
+
+
+# ---------------------------------------------------------------- (b) training
+def synthetic_sample(n_nodes: int, seed: int) -> Sample:
+    """A tri-modal sample whose default-schema graph has exactly ``n_nodes`` nodes:
+    10 words, 3 summary nodes, about half the rest image patches and half audio frames."""
+    gen = torch.Generator().manual_seed(seed)
+    side = max(1, round(math.sqrt((n_nodes - 13) / 2)))  # patches per image side
+    frames = n_nodes - 13 - side * side
+    image = torch.rand(1, 4 * side, 4 * side, generator=gen)
+    audio = 0.1 * torch.randn(256 + 128 * (frames - 1), generator=gen)
+    return Sample(text=TEXT, image=image, audio=audio, sample_rate=8000, label=seed % 10)
+
+
+class _PygGraphView:
+    """Lets :class:`graphmm.nn.NodeEncoders` read a ``HeteroData`` (``g.ntypes``,
+    ``g.nodes[nt].data``), so both GNNs start from identical encoders."""
+
+    class _Nodes:
+        def __init__(self, store: Any) -> None:
+            self.data = store
+
+    def __init__(self, data: Any) -> None:
+        self.ntypes = list(data.node_types)
+        self.nodes = {nt: self._Nodes(data[nt]) for nt in data.node_types}
+
+
+class PygHeteroGAT(nn.Module):
+    """:class:`graphmm.nn.GraphClassifier` (``conv="gat"``, ``fusion="concat"``,
+    ``pool="mean"``) written with PyG: per-type encoders, ``num_layers`` rounds of
+    ``HeteroConv`` with one ``GATConv`` per relation (sum over relations), residual +
+    LayerNorm per node type, mean pooling per type, masked concatenation, linear head.
+    The last layer runs only the relations into pooled types, as graphmm does."""
+
+    def __init__(self, in_dims: dict[str, int], rels: Sequence[tuple[str, str, str]], num_classes: int,
+                 hidden: int = 128, num_layers: int = 3, heads: int = 4, dropout: float = 0.1) -> None:
+        super().__init__()
+        from torch_geometric.nn import GATConv, HeteroConv
+
+        self.encoders = NodeEncoders(in_dims, hidden)
+        self.pooled = sorted(t for t in in_dims if t != "summary")
+        self.convs = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        for i in range(num_layers):
+            last = i == num_layers - 1
+            layer_rels = [r for r in rels if not (last and r[2] not in self.pooled)]
+            with warnings.catch_warnings():  # the last layer leaves `summary` alone on purpose
+                warnings.filterwarnings("ignore", message="There exist node types")
+                self.convs.append(HeteroConv({
+                    r: GATConv(hidden if r[0] == r[2] else (hidden, hidden), hidden // heads, heads=heads,
+                               add_self_loops=False)
+                    for r in layer_rels
+                }, aggr="sum"))
+            self.norms.append(nn.ModuleDict({t: nn.LayerNorm(hidden) for t in {r[2] for r in layer_rels}}))
+        self.dropout = nn.Dropout(dropout)
+        self.head = ClassificationHead(len(self.pooled) * (hidden + 1), num_classes, dropout=dropout)
+        self.hidden = hidden
+
+    def forward(self, data: Any) -> torch.Tensor:
+        from torch_geometric.utils import scatter
+
+        h = self.encoders(_PygGraphView(data))
+        for conv, norms in zip(self.convs, self.norms):
+            out = conv(h, data.edge_index_dict)
+            h = {**h, **{t: norms[t](h[t] + self.dropout(torch.relu(z))) for t, z in out.items()}}
+        b = data.num_graphs
+        pooled, present = [], []
+        for t in self.pooled:
+            batch = data[t].batch
+            total = scatter(h[t], batch, dim=0, dim_size=b, reduce="sum")
+            count = torch.bincount(batch, minlength=b)
+            pooled.append(total / count.clamp(min=1).unsqueeze(-1))
+            present.append((count > 0).to(total.dtype))
+        mask = torch.stack(present, dim=1)
+        z = torch.stack(pooled, dim=1) * mask.unsqueeze(-1)
+        return self.head(torch.cat([z.flatten(1), mask], dim=1))
+
+
+class NodeTransformer(nn.Module):
+    """A Transformer encoder over the nodes of each sample as one token sequence:
+    the same encoders as the GNNs, then ``TransformerEncoder`` (width ``hidden``,
+    ``num_layers`` layers, ``heads`` heads, feed-forward ``4 * hidden``), mean pooling
+    and a linear head. Every sample of a batch has the same node counts per type."""
+
+    def __init__(self, in_dims: dict[str, int], num_classes: int, hidden: int = 128, num_layers: int = 3,
+                 heads: int = 4, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoders = NodeEncoders(in_dims, hidden)
+        self.type_embed = nn.Embedding(len(in_dims), hidden)
+        self.ntypes = sorted(in_dims)
+        layer = nn.TransformerEncoderLayer(hidden, heads, 4 * hidden, dropout, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.head = ClassificationHead(hidden, num_classes, dropout=dropout)
+
+    def forward(self, g: dgl.DGLGraph) -> torch.Tensor:
+        h = self.encoders(g)
+        b = g.batch_size
+        tokens = [h[t].reshape(b, -1, h[t].shape[-1]) + self.type_embed.weight[i] for i, t in enumerate(self.ntypes)]
+        return self.head(self.encoder(torch.cat(tokens, dim=1)).mean(dim=1))
+
+
+def bench_training(min_time: float, batch_size: int = 8) -> list[dict[str, Any]]:
+    from torch_geometric.data import Batch
+
+    rows = []
+    builder = MultimodalGraphBuilder()
+    for n in TRAIN_SIZES:
+        samples = [synthetic_sample(n, seed) for seed in range(batch_size)]
+        g = builder.batch(samples)
+        assert g.num_nodes() == n * batch_size, (g.num_nodes(), n * batch_size)
+        data = Batch.from_data_list([to_heterodata(builder.build_tensors([s])) for s in samples])
+        y = torch.tensor([s.label for s in samples])
+        torch.manual_seed(0)
+        models: dict[str, tuple[nn.Module, Any]] = {
+            "dgl": (GraphClassifier(builder.in_dims, builder.canonical_etypes, 10, hidden=128, num_layers=3,
+                                    conv="gat", conv_kwargs={"heads": 4}, pool="mean", fusion="concat"), g),
+            "pyg": (PygHeteroGAT(builder.in_dims, builder.canonical_etypes, 10), data),
+            "transformer": (NodeTransformer(builder.in_dims, 10), g),
+        }
+        steps: dict[str, Callable[[], None]] = {}
+        for name, (model, inp) in models.items():
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+            def step(model: nn.Module = model, inp: Any = inp, opt: torch.optim.Optimizer = opt,
+                     y: torch.Tensor = y) -> None:
+                loss = nn.functional.cross_entropy(model(inp), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            steps[name] = step
+        # rounds so that each model gets about min_time seconds
+        t = time.perf_counter()
+        for fn in steps.values():
+            fn()
+        rounds = max(3, min(30, int(min_time / max(time.perf_counter() - t, 1e-3))))
+        sec = _side_by_side(steps, rounds)
+        params = {k: sum(p.numel() for p in m.parameters()) for k, (m, _) in models.items()}
+        rows.append({"nodes": n, "edges": g.num_edges() // batch_size, "batch": batch_size, "rounds": rounds,
+                     "samples_per_s": {k: batch_size / v for k, v in sec.items()}, "params": params})
+        print(f"  train n={n}: " + ", ".join(f"{k} {batch_size / v:.1f}/s" for k, v in sec.items()), flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------- (c) scaling
+class WindowKnnImageBuilder(ImageGraphBuilder):
+    """An :class:`ImageGraphBuilder` whose ``similar`` relation searches a window of
+    ``(2 * radius + 1)^2`` patches around each patch (:func:`knn_in_grid`) instead of
+    the whole image: linear time and memory. The same as ``ImageGraphBuilder`` with
+    the proposed ``knn_radius`` option."""
+
+    def __init__(self, knn: int, radius: int, **kwargs: Any) -> None:
+        super().__init__(knn=0, **kwargs)
+        self.window_knn, self.radius = knn, radius
+
+    @property
+    def relations(self) -> list[tuple[str, str, str]]:
+        return super().relations + [("patch", "similar", "patch"), ("patch", "rev_similar", "patch")]
+
+    def build(self, images: Sequence[torch.Tensor]) -> Any:
+        block = super().build(images)
+        offsets = torch.cumsum(block.counts, 0) - block.counts
+        src, dst = [], []
+        for i, im in enumerate(images):  # one call per image, vectorised inside
+            nh, nw = self.grid_shape(im.shape[1], im.shape[2])
+            rows = slice(int(offsets[i]), int(offsets[i]) + nh * nw)
+            nbr = knn_in_grid(block.data["pixels"][rows][None], (nh, nw), self.window_knn, self.radius)[0]
+            src.append(nbr.reshape(-1) + offsets[i])
+            dst.append(torch.arange(nh * nw).repeat_interleave(nbr.shape[1]) + offsets[i])
+        s, d = torch.cat(src), torch.cat(dst)
+        block.edges[("patch", "similar", "patch")] = (s, d)
+        block.edges[("patch", "rev_similar", "patch")] = (d, s)
+        return block
+
+
+def _scale_builder(series: str) -> MultimodalGraphBuilder:
+    if series == "audio":
+        return MultimodalGraphBuilder(text=None, image=None, audio=True, cross=True)
+    image = (ImageGraphBuilder(patch_size=4, neighbors=8, knn=8) if series == "image_exact"
+             else WindowKnnImageBuilder(knn=8, radius=3, patch_size=4, neighbors=8))
+    return MultimodalGraphBuilder(text=None, image=image, audio=None, cross=True)
+
+
+def scale_case(series: str, n: int, knn_blocks_s: float) -> dict[str, Any]:
+    """One measurement, run in a fresh process by :func:`bench_scaling`."""
+    builder = _scale_builder(series)
+    torch.manual_seed(0)
+    model = GraphClassifier(builder.in_dims, builder.canonical_etypes, 10, hidden=64, num_layers=3, conv="gat",
+                            conv_kwargs={"heads": 4}, pool="mean", fusion="concat").eval()
+    # warm up the kernels on a tiny sample, so one-time set-up does not count
+    small = (Sample(audio=0.1 * torch.randn(2000), sample_rate=8000) if series == "audio"
+             else Sample(image=torch.rand(1, 16, 16)))
+    with torch.no_grad():
+        model(builder.batch([small]))
+    base = _rss_mb()
+    if series == "audio":
+        sample = Sample(audio=0.1 * torch.randn(256 + 128 * (n - 1)), sample_rate=8000)
+    else:
+        nh, nw = GRIDS[n]
+        sample = Sample(image=torch.rand(1, 4 * nh, 4 * nw))
+    if series == "image_exact" and knn_blocks_s > 0:
+        # too slow to finish: time the first query blocks of the exact search and
+        # extrapolate (every block scans all candidates, so blocks cost the same)
+        x = torch.nn.functional.unfold(sample.image[None], 4, stride=4).transpose(1, 2)
+        blocks, t = 0, time.perf_counter()
+        while time.perf_counter() - t < knn_blocks_s:
+            knn_query_block(x, blocks * 2048, 2048, 8, 2048)
+            blocks += 1
+        per = (time.perf_counter() - t) / blocks
+        return {"series": series, "nodes": n, "estimated": True, "blocks": blocks,
+                "knn_s": per * math.ceil(n / 2048), "peak_mb": _peak_rss_mb() - base}
+    build_s, forward_s, faults = [], [], []
+    for _ in range(2):  # best of 2 at every size, against the noise of a shared machine ...
+        if build_s and build_s[-1] + forward_s[-1] > 20:
+            break  # ... unless one repeat is long enough to average the noise out
+        g = None  # free the previous graph first, so that the peak is one graph's
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t = time.perf_counter()
+        g = builder.batch([sample])
+        build_s.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        with torch.no_grad():
+            logits = model(g)
+        forward_s.append(time.perf_counter() - t)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+        assert torch.isfinite(logits).all()
+    best = min(range(len(build_s)), key=lambda i: build_s[i] + forward_s[i])
+    row = {"series": series, "nodes": g.num_nodes(), "edges": g.num_edges(), "estimated": False,
+           "build_s": build_s[best], "forward_s": forward_s[best], "faults": faults[best],
+           "peak_mb": _peak_rss_mb() - base}
+    if series == "audio" and n >= 10**5:
+        # one more forward pass under the profiler: which operators grow faster than the graph
+        from torch.profiler import ProfilerActivity, profile
+
+        with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+            model(g)
+        row["ops"] = {e.key: e.self_cpu_time_total / 1e6 for e in prof.key_averages()}
+    return row
+
+
+def bench_scaling(quick: bool, timeout: float) -> list[dict[str, Any]]:
+    cases = []
+    for series in ("image_window", "image_window_thp", "audio", "image_exact"):
+        for n in SCALE_SIZES:
+            if (quick and n > 10**5) or (series == "image_window_thp" and n < 10**5):
+                continue
+            estimate = series == "image_exact" and n >= (10**5 if quick else 10**6)
+            cases.append((series, n, (8.0 if quick else 30.0) if estimate else 0.0))
+    rows = []
+    for series, n, blocks_s in cases:
+        cmd = [sys.executable, "-m", "benchmarks.perf", "--scale-case", series.removesuffix("_thp"), str(n),
+               str(blocks_s), "--threads", str(torch.get_num_threads())]
+        env = dict(os.environ)
+        if series.endswith("_thp"):
+            # glibc then backs its large (mmap'd) blocks with transparent huge pages, where
+            # the kernel allows it (THP "madvise" or "always"): far fewer page faults
+            env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True, env=env)
+            row = {**json.loads(out.stdout.strip().splitlines()[-1]), "series": series}
+        except subprocess.TimeoutExpired:
+            row = {"series": series, "nodes": n, "error": f"timed out after {timeout:.0f} s"}
+        except subprocess.CalledProcessError as err:
+            row = {"series": series, "nodes": n, "error": (err.stderr or "").strip().splitlines()[-1:]}
+        rows.append(row)
+        print(f"  scale {series} n={n}: {row}", flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------- profiler
+def profile_summary(top: int = 5) -> list[tuple[str, float, float, list[tuple[str, float]]]]:
+    """Where the time goes: ``(case, wall ms, % of wall in torch operators, [(op, % of wall)])``;
+    the rest of the wall time is outside torch operators (Python, DGL's C++ graph objects)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    splits = load_digits()
+    builder = MultimodalGraphBuilder().fit(splits["train"])
+    batch = splits["train"][:64]
+    tb = MultimodalGraphBuilder()
+    tsamples = [synthetic_sample(400, s) for s in range(8)]
+    g = tb.batch(tsamples)
+    y = torch.tensor([s.label for s in tsamples])
+    torch.manual_seed(0)
+    model = GraphClassifier(tb.in_dims, tb.canonical_etypes, 10, hidden=128, num_layers=3, conv="gat",
+                            conv_kwargs={"heads": 4}, pool="mean", fusion="concat")
+
+    def train_step() -> None:
+        loss = nn.functional.cross_entropy(model(g), y)
+        loss.backward()
+
+    cases = {
+        "builder.batch, 64 digits samples": lambda: builder.batch(batch),
+        "per-sample DGL + dgl.batch, 64 digits samples": lambda: dgl.batch([builder(s) for s in batch]),
+        "GAT train step (DGL), 8 x 400 nodes": train_step,
+    }
+    out = []
+    for name, fn in cases.items():
+        fn()
+        reps = 5
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            t = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            wall = (time.perf_counter() - t) / reps
+        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        ops = [(e.key, 100 * e.self_cpu_time_total / 1e6 / reps / wall) for e in events[:top]]
+        torch_pct = 100 * sum(e.self_cpu_time_total for e in events) / 1e6 / reps / wall
+        out.append((name, 1000 * wall, torch_pct, ops))
+    return out
+
+
+# ---------------------------------------------------------------- report
+def _versions() -> str:
+    import torch_geometric
+
+    return (f"Python {platform.python_version()}, torch {torch.__version__}, dgl {dgl.__version__}, "
+            f"torch_geometric {torch_geometric.__version__}, numpy {np.__version__}")
+
+
+def report(quick: bool, cons: dict[str, Any], train: list[dict[str, Any]], scale: list[dict[str, Any]],
+           prof: list[tuple[str, float, float, list[tuple[str, float]]]], load: tuple[float, float], wall: float,
+           threads: int | None = None) -> str:
+    gps = cons["graphs_per_s"]
+    threads_arg = f" --threads {threads}" if threads else ""
+    dgl_x, pyg_x = gps["native"] / gps["dgl"], gps["native"] / gps["pyg"]
+    intro = (
+        f"Written by `python -m benchmarks.perf{' --quick' if quick else ''}{threads_arg}` in one run of "
+        f"{wall / 60:.1f} min on {os.cpu_count()} CPU cores ({platform.machine()}; torch uses "
+        f"{torch.get_num_threads()} thread(s)), {_versions()}. The machine was shared with other jobs: the "
+        f"1-minute load average was {load[0]:.2f} at the start and {load[1]:.2f} at the end, so absolute "
+        "numbers are noisy; every comparison below was measured side by side (methods interleaved round by "
+        "round, medians), so the ratios are the figures to read."
+    )
+    part_a = (
+        "**a. Graph construction**, default schema (`MultimodalGraphBuilder()` fitted on `digits`), batches "
+        f"of 64 `digits` samples ({cons['nodes_per_graph']:.0f} nodes, {cons['edges_per_graph']:.0f} edges "
+        f"per graph), {cons['n_graphs']} graphs per round, median of {cons['rounds']} rounds. Both per-sample "
+        "paths run the same per-sample tensor code (`build_tensors([s])`) and differ only in the container "
+        "and the batching; no DGL-to-PyG conversion is timed."
+    )
+    part_b = (
+        "**b. Training throughput**, samples/s of forward + backward + AdamW step, batches of "
+        f"{train[0]['batch']} prebuilt synthetic tri-modal graphs (10 words, 3 summary nodes, the rest half "
+        "patches and half frames; default schema). 3 layers, width 128, 4 heads for all three models; the "
+        "Transformer attends over all nodes of a sample (feed-forward 512)."
+    )
+    part_c = (
+        "**c. Scaling** of one sample: build its graph and run the default-size model (width 64, 3 GAT "
+        "layers, 4 heads) forward, each size in a fresh process, best of 2 repeats (one beyond 20 s). "
+        "Memory: "
+        "peak RSS (`VmHWM` of `/proc/self/status`) minus the RSS after imports and model set-up, before the "
+        "input is made; it includes the input, the graph and the forward pass. Target: 10x nodes cost <= 12x "
+        "time and memory."
+    )
+    lines = [
+        "<!-- perf:start -->", "## Performance and scale", "", intro, "", part_a, "",
+        "| method | graphs/s | batch-native speed-up | target |",
+        "|---|---|---|---|",
+        f"| `builder.batch(samples)` (batch-native) | {_fmt(gps['native'])} | 1x | |",
+        (f"| `dgl.batch([builder(s) for s in samples])` | {_fmt(gps['dgl'])} | {dgl_x:.1f}x "
+         f"| >= 25x: {'met' if dgl_x >= 25 else '**missed**'} |"),
+        (f"| PyG `Batch.from_data_list([HeteroData per sample])` | {_fmt(gps['pyg'])} | {pyg_x:.1f}x "
+         f"| >= 5x: {'met' if pyg_x >= 5 else '**missed**'} |"),
+        "", part_b, "",
+        ("| nodes/sample | edges/sample | graphmm GAT (DGL) | same GAT in PyG | Transformer | DGL / PyG "
+         "| DGL / Transformer |"),
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in train:
+        s = r["samples_per_s"]
+        lines.append(f"| {r['nodes']:,} | {r['edges']:,} | {_fmt(s['dgl'])} | {_fmt(s['pyg'])} | "
+                     f"{_fmt(s['transformer'])} | {s['dgl'] / s['pyg']:.2f}x | {s['dgl'] / s['transformer']:.2f}x |")
+    p = train[0]["params"]
+    lines += [
+        "", f"Parameters: DGL {p['dgl']:,}, PyG {p['pyg']:,}, Transformer {p['transformer']:,}.", "", part_c, "",
+        ("| series | nodes | edges | build s | forward s | total s | peak MB | page faults "
+         "| x time / x memory vs 10x fewer nodes |"),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    names = {"image_window": "image patches, `adjacent` + windowed `similar` (k=8, radius 3)",
+             "image_window_thp": "the same, malloc on huge pages",
+             "audio": "audio frames, `next` (window 1)",
+             "image_exact": "image patches, `adjacent` + exact `similar` (k=8)"}
+    prev: dict[str, dict[str, Any]] = {}
+    for r in scale:
+        name = names[r["series"]]
+        if "error" in r:
+            lines.append(f"| {name} | {r['nodes']:,} | | | | | | | {r['error']} |")
+            continue
+        if r["estimated"]:
+            est = r["knn_s"]
+            est_txt = f"{est / 3600:.1f} h" if est >= 3600 else f"{est / 60:.0f} min" if est >= 60 else f"{est:.0f} s"
+            blocks = math.ceil(r["nodes"] / 2048)
+            lines.append(f"| {name} | {r['nodes']:,} | | est. kNN alone {est_txt} | | | {r['peak_mb']:,.0f} (kNN) "
+                         f"| | extrapolated from {r['blocks']} of {blocks} query blocks |")
+            continue
+        total = r["build_s"] + r["forward_s"]
+        ratio = ""
+        q = prev.get(r["series"])
+        if q is not None:
+            tx = total / (q["build_s"] + q["forward_s"])
+            mx = r["peak_mb"] / max(q["peak_mb"], 1e-9)
+            ratio = f"{tx:.1f}x / {mx:.1f}x {'(linear)' if tx <= 12 and mx <= 12 else '**(missed)**'}"
+        prev[r["series"]] = r
+        lines.append(f"| {name} | {r['nodes']:,} | {r['edges']:,} | {r['build_s']:.3f} | {r['forward_s']:.3f} | "
+                     f"{total:.3f} | {r['peak_mb']:,.0f} | {r['faults'] / 1000:,.0f}k | {ratio} |")
+    def at(series: str, n: int) -> dict[str, Any] | None:
+        return next((r for r in scale if r.get("series") == series and r.get("nodes", 0) // 10 * 10 == n
+                     and not r.get("estimated") and "error" not in r), None)
+
+    def total(r: dict[str, Any]) -> float:
+        return r["build_s"] + r["forward_s"]
+
+    growth = [total(b) / total(a) for s_ in ("image_window", "audio")
+              if (a := at(s_, 10**5)) and (b := at(s_, 10**6))]
+    plain, thp = at("image_window", 10**6), at("image_window_thp", 10**6)
+    growth_txt = (f"grows {min(growth):.0f}-{max(growth):.0f}x from 10^5 to 10^6" if growth
+                  else "is not measured beyond 10^5 here")
+    thp_txt = "are not run here"
+    if plain and thp:
+        pct = 100 * (total(thp) / total(plain) - 1)
+        thp_txt = (f"cut them {plain['faults'] / max(thp['faults'], 1):.0f}-fold and change the total time by "
+                   + (f"{pct:+.0f}%" if abs(pct) >= 0.5 else "less than 1%"))
+    llc = _llc_mb()
+    cache_txt = f"is within this CPU's {llc:.0f} MB last-level cache" if llc else "is near a last-level cache's size"
+    faults_note = (
+        "In the windowed and audio series memory grows linearly throughout and time up to 10^5 nodes; time "
+        f"{growth_txt}. Page faults are "
+        "the minor faults of the build and forward pass (`getrusage`): tensors above glibc's mmap threshold "
+        "(32 MB at most; a 10^6 x 64 float tensor is 256 MB) are fresh mappings that fault in page by page "
+        "at each allocation, so faults grow faster than the nodes there. They are not what costs the time: "
+        f"the huge-pages rows (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, 2 MB pages) {thp_txt}. The profile "
+        "of one audio forward pass (below) shows which operators grow faster than the graph; DGL's "
+        "message-passing kernels (`GSpMM`, `EdgeSoftmax`) grow about as the graph. A 10^5 x 64 float tensor "
+        f"(26 MB) {cache_txt}, a 10^6 x 64 one (256 MB) streams from memory."
+    )
+    exact_note = (
+        "The exact kNN compares every pair of patches, so its time grows 100x per 10x nodes by nature "
+        "(its memory stays linear: blocks of 2048 x 2048 distances and a running top-k per query); at 10^6 "
+        "patches it would run for hours on these cores, so that row is extrapolated from the first query "
+        "blocks, which cost the same as every other block. The windowed search "
+        "(`graphmm.graphs._util.knn_in_grid`) is the linear, opt-in alternative."
+    )
+    prof_note = (
+        "**Where the time goes** (`torch.profiler`, 5 calls): self CPU time of the top operators as a share "
+        "of the wall time, and the share of all torch operators together; the rest is outside torch operators "
+        "(Python, and DGL's graph objects, whose C++ work the profiler does not see)."
+    )
+    ops_rows = []
+    audio = {r["nodes"]: r for r in scale if r.get("series") == "audio" and "ops" in r}
+    if len(audio) == 2:
+        small, big = (audio[k]["ops"] for k in sorted(audio))
+        top = sorted(big, key=lambda k: -big[k])[:8]
+        ops_rows = ["", "| operator (audio forward) | 10^5 nodes s | 10^6 nodes s | growth |", "|---|---|---|---|"]
+        ops_rows += [f"| `{k}` | {small.get(k, 0):.3f} | {big[k]:.3f} | {big[k] / max(small.get(k, 0), 1e-9):.1f}x |"
+                     for k in top]
+    lines += [
+        "", faults_note, *ops_rows, "", exact_note, "", prof_note, "",
+        "| case | wall ms | top operators (self CPU % of wall) | all torch ops | outside torch ops |",
+        "|---|---|---|---|---|",
+    ]
+    for name, wall_ms, torch_pct, ops in prof:
+        shown = ", ".join(f"`{k}` {v:.0f}%" for k, v in ops)
+        lines.append(f"| {name} | {wall_ms:.1f} | {shown} | {torch_pct:.0f}% | {max(0.0, 100 - torch_pct):.0f}% |")
+    lines.append("<!-- perf:end -->")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer rounds")
+    parser.add_argument("--no-write", action="store_true", help="print the section only")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice); 1 gives steadier figures on a shared machine")
+    parser.add_argument("--scale-case", nargs=3, metavar=("SERIES", "NODES", "KNN_BLOCK_SECONDS"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.scale_case:
+        series, n, blocks_s = args.scale_case
+        print(json.dumps(scale_case(series, int(n), float(blocks_s))))
+        return
+    t0 = time.perf_counter()
+    load0 = os.getloadavg()[0]
+    print("a. construction", flush=True)
+    cons = bench_construction(rounds=3 if args.quick else 7, n_batches=2 if args.quick else 4)
+    print(f"  {cons['graphs_per_s']}", flush=True)
+    print("b. training", flush=True)
+    train = bench_training(min_time=1.0 if args.quick else 4.0)
+    print("c. scaling", flush=True)
+    scale = bench_scaling(args.quick, timeout=900.0)
+    print("profile", flush=True)
+    prof = profile_summary()
+    section = report(args.quick, cons, train, scale, prof, (load0, os.getloadavg()[0]), time.perf_counter() - t0,
+                     args.threads)
+    print(section)
+    if not args.no_write:
+        write_section("perf", section)
+
+
+if __name__ == "__main__":
+    main()
