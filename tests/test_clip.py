@@ -482,3 +482,23 @@ def test_docstring_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(f"graphmm.clip.{module}"), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("frozen", [True, False], ids=["frozen", "fine-tuned"])
+def test_digits_clip_experiment_trains_from_the_command_line_config(ckpt, make_cfg, tmp_path, frozen):
+    """``experiment=digits_clip`` composed by Hydra, pointed at a local checkpoint,
+    trains and tests end to end; the fine-tuned run's best checkpoint reloads."""
+    from graphmm.predict import load_predictor
+    from graphmm.train import train
+
+    cfg = make_cfg([
+        "experiment=digits_clip", f"model.encoders.patch.name={TINY}", f"model.encoders.patch.checkpoint={ckpt}",
+        f"model.encoders.patch.frozen={str(frozen).lower()}", f"graph.image.cache_dir={tmp_path / 'cache'}",
+        "debug=fast", "trainer.limit_train_batches=2", "trainer.max_epochs=1", "trainer.eval_batch_size=64",
+        "model.hidden=16", "model.heads=2", "model.num_layers=1", "data.split=[0.1,0.05,0.85]",
+    ])
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    run = tmp_path / "run"
+    predictor = load_predictor(run / "checkpoints" / "best.pt")
+    assert predictor.predict([Sample(text="a seven", image=torch.rand(1, 8, 8))]).shape == (1, 10)

@@ -197,6 +197,8 @@ class ClipImageGraphBuilder(_ClipSource, ImageGraphBuilder):
         neighbors: ``adjacent`` relation, 4, 8 or 0 (off).
         knn: ``similar`` relation's neighbours, 0 for off.
         channels: expected input channels, 1 or 3; ``None`` accepts both.
+        knn_radius: ``None`` for the exact ``similar`` kNN, or the grid window radius
+            of the windowed one (see :class:`~graphmm.graphs.ImageGraphBuilder`).
         joint: add ``clip_emb``, the tokens in CLIP's joint space (needed by the
             cross-modal ``clip_knn`` relation).
         preprocess: overrides of ``mean``, ``std``, ``interpolation``, ``resize_mode``.
@@ -226,6 +228,7 @@ class ClipImageGraphBuilder(_ClipSource, ImageGraphBuilder):
         neighbors: int = 4,
         knn: int = 0,
         channels: int | None = None,
+        knn_radius: int | None = None,
         joint: bool = False,
         preprocess: dict[str, Any] | None = None,
         cache: bool = True,
@@ -246,7 +249,9 @@ class ClipImageGraphBuilder(_ClipSource, ImageGraphBuilder):
             raise ValueError(f"stride={stride}, but CLIP's patches do not overlap; set stride to null or {p}")
         if channels not in (None, 1, 3):
             raise ValueError(f"channels={channels}: CLIP takes RGB (3) or grayscale (1, repeated to RGB) images")
-        ImageGraphBuilder.__init__(self, patch_size=p, stride=p, neighbors=neighbors, knn=knn, channels=channels)
+        ImageGraphBuilder.__init__(
+            self, patch_size=p, stride=p, neighbors=neighbors, knn=knn, channels=channels, knn_radius=knn_radius
+        )
         self.dims = dims
         self.preprocess = dict(preprocess) if preprocess else None
         self._init_source(name, checkpoint, pretrained, frozen, layer, joint, cache, cache_dir, device,
