@@ -145,11 +145,9 @@ class GraphConf:
 
 # ---------------------------------------------------------------- model
 @dataclass
-class ModelConf:
-    """:class:`graphmm.nn.GraphClassifier`; sizes of the data are filled in at run time."""
+class GNNConf:
+    """What every graph model shares: node encoders and the heterogeneous GNN."""
 
-    _target_: str = "graphmm.nn.GraphClassifier"
-    task: str = "classification"
     hidden: int = 64
     num_layers: int = 3
     conv: str = "gat"
@@ -158,16 +156,24 @@ class ModelConf:
     aggregate: str = "sum"
     dropout: float = 0.1
     activation: str = "relu"
-    pool: str = "mean"
-    fusion: str = "attention"
-    head_hidden: Optional[int] = None
-    readout_ntypes: Optional[List[str]] = None
     # per node type: where input features come from (learned, or an open_clip tower)
     encoders: Dict[str, FeaturizerConf] = field(default_factory=dict)
 
 
 @dataclass
-class GenerationModelConf:
+class ModelConf(GNNConf):
+    """:class:`graphmm.nn.GraphClassifier`; sizes of the data are filled in at run time."""
+
+    _target_: str = "graphmm.nn.GraphClassifier"
+    task: str = "classification"
+    pool: str = "mean"
+    fusion: str = "attention"
+    head_hidden: Optional[int] = None
+    readout_ntypes: Optional[List[str]] = None
+
+
+@dataclass
+class GenerationModelConf(GNNConf):
     """A text generator (:class:`graphmm.nn.GraphSeq2Seq`, or the no-graph
     :class:`graphmm.nn.SequenceSeq2Seq`), its target vocabulary and its decoding.
 
@@ -178,19 +184,10 @@ class GenerationModelConf:
 
     _target_: str = "graphmm.nn.GraphSeq2Seq"
     task: str = "generation"
-    hidden: int = 64
-    num_layers: int = 3
-    conv: str = "gat"
-    heads: int = 4
-    conv_kwargs: Dict[str, Any] = field(default_factory=dict)
-    aggregate: str = "sum"
-    dropout: float = 0.1
-    activation: str = "relu"
     memory_ntypes: Optional[List[str]] = None
     decoder_layers: int = 2
     decoder_heads: int = 4
     decoder_ff: Optional[int] = None
-    encoders: Dict[str, FeaturizerConf] = field(default_factory=dict)
     target_level: str = "word"
     target_min_freq: int = 1
     beam_width: int = 4
