@@ -91,7 +91,7 @@ class ImageGraphBuilder:
 
     def validate(self, image: object, where: str) -> torch.Tensor:
         """Check one image; returns it as float32. Raises ``ValueError`` naming ``where``."""
-        return self._check_image(image, where, min_size=self.patch_size)
+        return self._check_image(image, where, min_size=None)
 
     def validate_many(self, images: Sequence[object], wheres: Sequence[str]) -> list[torch.Tensor]:
         """:meth:`validate` for a batch: one range check over all plain float32 images
@@ -112,9 +112,10 @@ class ImageGraphBuilder:
                 plain = [False] * len(images)
         return [im if ok else self.validate(im, w) for im, ok, w in zip(images, plain, wheres)]  # type: ignore[misc]
 
-    def _check_image(self, image: object, where: str, min_size: int) -> torch.Tensor:
-        """The checks of :meth:`validate`, with the smallest accepted side ``min_size``
-        (subclasses that resize images first accept any size >= 1)."""
+    def _check_image(self, image: object, where: str, min_size: int | None) -> torch.Tensor:
+        """The checks of :meth:`validate`, with the smallest accepted side ``min_size``:
+        ``None`` for one patch (:meth:`validate`); subclasses that resize images first
+        pass 1."""
         if not isinstance(image, torch.Tensor):
             raise ValueError(f"{where}: image must be a torch.Tensor (C x H x W), got {type(image).__name__}")
         if image.dim() != 3:
@@ -132,8 +133,8 @@ class ImageGraphBuilder:
         if c == 0:
             # F.unfold raises a RuntimeError on a channel-less image
             raise ValueError(f"{where}: image has no channels, got shape {tuple(image.shape)}")
-        if h < min_size or w < min_size:
-            if min_size <= 1:
+        if h < (min_size or self.patch_size) or w < (min_size or self.patch_size):
+            if min_size is not None:
                 raise ValueError(f"{where}: image of {h} x {w} has no pixels")
             raise ValueError(
                 f"{where}: image of {h} x {w} is smaller than one {self.patch_size} x {self.patch_size} patch"
