@@ -27,14 +27,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from graphmm.data.sample import MODALITIES, Sample
 
-__all__ = ["DIGIT_WORDS", "DTMF_FREQS", "DigitsConfig", "load_digits"]
+__all__ = ["DIGIT_WORDS", "DTMF_FREQS", "DigitsConfig", "load_digits", "merge_config"]
+
+T = TypeVar("T")
 
 #: English word for each digit, indexed by the digit.
 DIGIT_WORDS: tuple[str, ...] = (
@@ -207,22 +209,26 @@ def load_digits(
     return out
 
 
+def merge_config(cls: type[T], config: T | Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> T:
+    """``config`` (an instance of dataclass ``cls``, a mapping of its fields, or ``None``
+    for its defaults) with ``overrides`` applied; ``TypeError`` naming unknown fields."""
+    if config is None:
+        config = cls()
+    elif isinstance(config, Mapping):
+        config = cls(**dict(config))
+    elif not isinstance(config, cls):
+        raise TypeError(f"config must be a {cls.__name__} or a mapping, got {type(config).__name__}.")
+    valid = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise TypeError(f"Unknown {cls.__name__} field(s) {unknown}; valid fields: {sorted(valid)}.")
+    return dataclasses.replace(config, **overrides)  # type: ignore[type-var]
+
+
 def _resolve_config(
     config: DigitsConfig | Mapping[str, Any] | None, overrides: dict[str, Any]
 ) -> DigitsConfig:
-    if config is None:
-        config = DigitsConfig()
-    elif isinstance(config, Mapping):
-        config = DigitsConfig(**dict(config))
-    elif not isinstance(config, DigitsConfig):
-        raise TypeError(
-            f"config must be a DigitsConfig or a mapping, got {type(config).__name__}."
-        )
-    valid = {f.name for f in dataclasses.fields(DigitsConfig)}
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
-        raise TypeError(f"Unknown DigitsConfig field(s) {unknown}; valid fields: {sorted(valid)}.")
-    cfg = dataclasses.replace(config, **overrides)
+    cfg = merge_config(DigitsConfig, config, overrides)
     # Hydra hands sequences over as lists; normalise so the config stays hashable.
     cfg.modalities = tuple(cfg.modalities)
     cfg.split = tuple(float(x) for x in cfg.split)

@@ -22,7 +22,6 @@ draw only from their own pool.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from graphmm.data.digits import DIGIT_WORDS, DigitsConfig, _make_audio, _sklearn_digits, _stratified_split
+from graphmm.data.digits import (
+    DIGIT_WORDS,
+    DigitsConfig,
+    _make_audio,
+    _sklearn_digits,
+    _stratified_split,
+    merge_config,
+)
 from graphmm.data.sample import Sample
 
 __all__ = ["DigitSeqConfig", "load_digits_seq", "load_avdigits_seq", "assemble_sequences"]
@@ -87,15 +93,7 @@ class DigitSeqConfig:
 
 
 def _resolve(config: DigitSeqConfig | Mapping[str, Any] | None, overrides: dict[str, Any]) -> DigitSeqConfig:
-    if config is None:
-        config = DigitSeqConfig()
-    elif isinstance(config, Mapping):
-        config = DigitSeqConfig(**dict(config))
-    valid = {f.name for f in dataclasses.fields(DigitSeqConfig)}
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
-        raise TypeError(f"unknown DigitSeqConfig field(s) {unknown}; valid fields: {sorted(valid)}")
-    cfg = dataclasses.replace(config, **overrides)
+    cfg = merge_config(DigitSeqConfig, config, overrides)
     for name in ("modalities", "num_samples", "audio_duration", "audio_gap", "digit_split"):
         setattr(cfg, name, tuple(getattr(cfg, name)))
     bad = [m for m in cfg.modalities if m not in ("image", "audio")]
