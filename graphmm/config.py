@@ -107,6 +107,7 @@ class ImageGraphConf:
     patch_size: int = 4
     stride: Optional[int] = None
     neighbors: int = 4
+    directional: bool = False
     knn: int = 0
     knn_radius: Optional[int] = None
     channels: Optional[int] = None
@@ -223,6 +224,8 @@ class TrainerConf:
     keep_checkpoints: int = 2
     resume: Optional[str] = None
     limit_train_batches: Optional[int] = None
+    # also test with each modality removed in turn: metrics test_without_<modality>/*
+    test_missing_modalities: bool = False
     progress: bool = True
     logger: Optional[str] = None
     optimizer: OptimizerConf = field(default_factory=OptimizerConf)

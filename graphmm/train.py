@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from graphmm.config import CONF_DIR, ConfigError, check_writable, to_container, validate_config
-from graphmm.data import ModalityDropout, Sample
+from graphmm.data import MODALITIES, ModalityDropout, Sample
 from graphmm.ddp import DistContext, init_distributed
 from graphmm.graphs import MultimodalGraphBuilder
 from graphmm.loggers import make_logger, require
@@ -500,9 +500,20 @@ def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
         logger.log_scalars({f"test/{k}": v for k, v in test.items()}, run["step"])
         if ctx.is_main:
             task.write_artefacts(out, run["history"], splits["test"], test_pred)
+        without: dict[str, float] = {}
+        if tcfg.test_missing_modalities:
+            for modality, samples in without_each_modality(splits["test"]).items():
+                loader = make_loader(samples, builder, tcfg.eval_batch_size, False, tcfg.num_workers, cfg.seed,
+                                     collate_fn=collate, ctx=ctx)
+                scores, _ = task.evaluate(eval_model, loader, samples, device, progress=show,
+                                          desc=f"test without {modality}", final=True, ctx=ctx)
+                without.update({f"test_without_{modality}/{k}": v for k, v in scores.items()})
+            if without:
+                log.info("%s", " ".join(f"{k}={v:.4f}" for k, v in without.items()))
         metrics: dict[str, float] = {
             **{f"val/{k}": v for k, v in val.items()},
             **{f"test/{k}": v for k, v in test.items()},
+            **without,
             "best_epoch": run["best_epoch"],
             "epochs": len(run["history"]),
             "steps": run["step"],
@@ -516,6 +527,29 @@ def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
         return metrics
     finally:
         logger.close()
+
+
+def without_each_modality(samples: Sequence[Sample]) -> dict[str, list[Sample]]:
+    """For each modality that some sample has, the samples with that modality removed.
+
+    A sample that had only that modality is left out (it would have no input at all),
+    so every sample of ``result[m]`` still has at least one modality. Data with a single
+    modality gives ``{}``.
+
+    Example:
+        >>> import torch
+        >>> s = [Sample(text="a seven", image=torch.zeros(1, 4, 4), label=7), Sample(text="one", label=1)]
+        >>> {m: [x.modalities for x in v] for m, v in without_each_modality(s).items()}
+        {'text': [('image',)], 'image': [('text',), ('text',)]}
+    """
+    present = [m for m in MODALITIES if any(getattr(s, m) is not None for s in samples)]
+    if len(present) < 2:
+        return {}
+    out: dict[str, list[Sample]] = {}
+    for m in present:
+        change: dict[str, Any] = {m: None, **({"sample_rate": None} if m == "audio" else {})}
+        out[m] = [s.replace(**change) for s in samples if set(s.modalities) - {m}]
+    return out
 
 
 def _fmt(metrics: dict[str, float], prefix: str) -> str:

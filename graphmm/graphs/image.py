@@ -11,6 +11,13 @@ import torch.nn.functional as F
 from graphmm.graphs._util import EdgeDict, NodeBlock, knn_in_grid, knn_in_groups, segment_offsets
 
 
+#: Directions of the ``adj_<d>`` relations (``directional=True``): where the source
+#: patch lies seen from the destination. The first 4 are used with ``neighbors=4``.
+DIRECTIONS: tuple[str, ...] = ("r", "l", "d", "u", "dr", "ul", "dl", "ur")
+_DIR_NAME = {(0, 1): "r", (0, -1): "l", (1, 0): "d", (-1, 0): "u",
+             (1, 1): "dr", (-1, -1): "ul", (1, -1): "dl", (-1, 1): "ur"}
+
+
 class ImageGraphBuilder:
     """Builds ``patch`` nodes from ``C x H x W`` images and their relations.
 
@@ -23,6 +30,12 @@ class ImageGraphBuilder:
     * ``('patch', 'adjacent', 'patch')``: grid neighbours, 4 (up/down/left/right) or 8
       (with diagonals). Symmetric, so both directions are stored. A 3 x 3 grid has 12
       undirected 4-neighbour pairs and 20 undirected 8-neighbour pairs.
+    * with ``directional=True``, the same edges split by where the source lies from
+      the destination: ``('patch', 'adj_<d>', 'patch')`` for :math:`d` in
+      :data:`DIRECTIONS` (``r`` right, ``l`` left, ``d`` below, ``u`` above; ``dr``,
+      ``ul``, ``dl``, ``ur`` the diagonals). Each relation gets its own convolution
+      module, so the model weighs a neighbour by its direction, as a 3x3 convolution
+      kernel does, where one ``adjacent`` relation treats all neighbours alike.
     * ``('patch', 'similar', 'patch')``: ViG-style kNN in pixel space, an edge
       :math:`j \\to i` for each of the ``knn`` nearest patches :math:`j \\ne i` of the
       same image, with the reverse ``('patch', 'rev_similar', 'patch')``.
@@ -36,6 +49,7 @@ class ImageGraphBuilder:
         patch_size: ``p``.
         stride: ``s``; ``None`` means ``p`` (non-overlapping).
         neighbors: 4, 8, or 0 to switch ``adjacent`` off.
+        directional: one relation per direction instead of ``adjacent``.
         knn: neighbours of the ``similar`` relation; 0 switches it off.
         channels: expected ``C``; ``None`` accepts any, inferred by :meth:`fit`.
         knn_radius: ``None`` (default): exact kNN among all patches of the image,
@@ -53,6 +67,7 @@ class ImageGraphBuilder:
         knn: int = 0,
         channels: int | None = None,
         knn_radius: int | None = None,
+        directional: bool = False,
     ) -> None:
         if patch_size < 1:
             raise ValueError(f"patch_size must be >= 1, got {patch_size}")
@@ -68,6 +83,7 @@ class ImageGraphBuilder:
         self.patch_size = int(patch_size)
         self.stride = int(stride) if stride is not None else int(patch_size)
         self.neighbors = int(neighbors)
+        self.directional = bool(directional)
         self.knn = int(knn)
         self.channels = channels
         self.image_size: tuple[int, int] | None = None  # (H, W) of the training images, if they all share it
@@ -75,7 +91,9 @@ class ImageGraphBuilder:
     @property
     def relations(self) -> list[tuple[str, str, str]]:
         rels = []
-        if self.neighbors:
+        if self.neighbors and self.directional:
+            rels += [("patch", f"adj_{d}", "patch") for d in DIRECTIONS[: self.neighbors]]
+        elif self.neighbors:
             rels.append(("patch", "adjacent", "patch"))
         if self.knn:
             rels += [("patch", "similar", "patch"), ("patch", "rev_similar", "patch")]
@@ -220,8 +238,16 @@ class ImageGraphBuilder:
                 ok = (r + dr < nh) & (c + dc >= 0) & (c + dc < nw)
                 src_l.append(idx[ok])
                 dst_l.append(idx[ok] + dr * nw[ok] + dc)
-            src, dst = torch.cat(src_l), torch.cat(dst_l)
-            edges[("patch", "adjacent", "patch")] = (torch.cat([src, dst]), torch.cat([dst, src]))
+            if self.directional:
+                # offset (dr, dc) from destination to source: idx -> idx + offset is a source
+                # lying at the offset's direction seen from idx, and the reverse edge the opposite
+                for k, (dr, dc) in enumerate(steps):
+                    name, opposite = _DIR_NAME[(dr, dc)], _DIR_NAME[(-dr, -dc)]
+                    edges[("patch", f"adj_{name}", "patch")] = (dst_l[k], src_l[k])
+                    edges[("patch", f"adj_{opposite}", "patch")] = (src_l[k], dst_l[k])
+            else:
+                src, dst = torch.cat(src_l), torch.cat(dst_l)
+                edges[("patch", "adjacent", "patch")] = (torch.cat([src, dst]), torch.cat([dst, src]))
         if self.knn:
             nbr = [knn_local[i] + offsets[i] for i in range(b)]
             k = [n.shape[1] for n in nbr]
@@ -236,5 +262,6 @@ class ImageGraphBuilder:
         return (
             f"ImageGraphBuilder(patch_size={self.patch_size}, stride={self.stride}, "
             f"neighbors={self.neighbors}, knn={self.knn}"
+            + (", directional=True" if self.directional else "")
             + (f", knn_radius={self.knn_radius})" if self.knn_radius is not None else ")")
         )

@@ -1,0 +1,185 @@
+"""The no-graph classifiers (``model=transformer``, ``model=late_fusion``), testing with a
+modality removed, directional patch relations, and the table code of benchmarks/realdata."""
+
+from __future__ import annotations
+
+import dgl
+import pytest
+import torch
+
+from graphmm.data import Sample
+from graphmm.graphs import ImageGraphBuilder, MultimodalGraphBuilder
+from graphmm.graphs.image import DIRECTIONS
+from graphmm.nn import GraphClassifier, LateFusionClassifier, SequenceClassifier
+from graphmm.train import train, without_each_modality
+
+MODELS = (SequenceClassifier, LateFusionClassifier)
+
+
+def _samples() -> list[Sample]:
+    g = torch.Generator().manual_seed(0)
+    return [
+        Sample(text="a small seven", image=torch.rand(1, 8, 8, generator=g),
+               audio=torch.randn(1200, generator=g), sample_rate=8000, label=7),
+        Sample(text="one", label=1),
+        Sample(image=torch.rand(1, 8, 8, generator=g), label=3),
+        Sample(audio=torch.randn(900, generator=g), sample_rate=8000, label=2),
+    ]
+
+
+@pytest.fixture(scope="module")
+def builder() -> MultimodalGraphBuilder:
+    b = MultimodalGraphBuilder()
+    b.fit(_samples())
+    return b
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_logits_finite_for_every_modality_mix(builder, cls):
+    torch.manual_seed(0)
+    model = cls(builder.in_dims, builder.canonical_etypes, 10, hidden=16).eval()
+    empty = Sample(label=0)
+    out = model(builder.batch([*_samples(), empty]))
+    assert out.shape == (5, 10)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_a_sample_does_not_see_the_others(builder, cls):
+    torch.manual_seed(0)
+    model = cls(builder.in_dims, builder.canonical_etypes, 10, hidden=16).eval()
+    s = _samples()
+    other = s[2].replace(image=torch.rand(1, 12, 12))  # different content and more nodes
+    a = model(builder.batch([s[0], s[2]]))[0]
+    b = model(builder.batch([s[0], other]))[0]
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_one_sgd_step_lowers_the_loss(builder, cls):
+    torch.manual_seed(0)
+    model = cls(builder.in_dims, builder.canonical_etypes, 10, hidden=16, dropout=0.0)
+    g, y = builder.batch(_samples()), torch.tensor([s.label for s in _samples()])
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    losses = []
+    for _ in range(5):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(g), y)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0]
+
+
+def test_late_fusion_gives_a_missing_modality_zeros(builder):
+    torch.manual_seed(0)
+    model = LateFusionClassifier(builder.in_dims, builder.canonical_etypes, 10, hidden=16).eval()
+    text_only = builder.batch([_samples()[1]])
+    before = model(text_only)
+    with torch.no_grad():  # what the image and audio encoders compute cannot matter to a text-only sample
+        for t in ("patch", "frame"):
+            for p in model.phi[t].parameters():
+                p.add_(1.0)
+    torch.testing.assert_close(model(text_only), before)
+    # ... and its fused vector is exactly the text part followed by zeros
+    h = model.encoders(text_only)
+    pooled, _ = model.pool.pool_types(text_only, {t: model.phi[t](x) for t, x in h.items()})
+    assert [t for t in model.ntypes if pooled[t].abs().sum() == 0] == ["frame", "patch"]
+
+
+def test_sequence_classifier_checks_heads(builder):
+    with pytest.raises(ValueError, match="heads=3 must divide hidden=16"):
+        SequenceClassifier(builder.in_dims, builder.canonical_etypes, 10, hidden=16, heads=3)
+
+
+def test_without_each_modality():
+    s = _samples()
+    out = without_each_modality(s)
+    assert sorted(out) == ["audio", "image", "text"]
+    # the sample with all three keeps two; single-modality samples of that modality go
+    assert [x.modalities for x in out["image"]] == [("text", "audio"), ("text",), ("audio",)]
+    assert out["audio"][0].sample_rate is None and out["audio"][0].audio is None
+    assert s[0].image is not None  # the originals are untouched
+    assert without_each_modality([s[1], Sample(text="two", label=2)]) == {}
+
+
+# ---------------------------------------------------------------- directional patch relations
+@pytest.mark.parametrize("neighbors", [4, 8])
+def test_directional_relations_split_adjacent_by_direction(neighbors):
+    img = [torch.rand(1, 12, 16), torch.rand(1, 8, 8)]
+    plain = ImageGraphBuilder(patch_size=4, neighbors=neighbors).build(img)
+    block = ImageGraphBuilder(patch_size=4, neighbors=neighbors, directional=True).build(img)
+    names = [r for _, r, _ in ImageGraphBuilder(neighbors=neighbors, directional=True).relations]
+    assert names == [f"adj_{d}" for d in DIRECTIONS[:neighbors]]
+    assert sorted(r for _, r, _ in block.edges) == sorted(names)
+    # together they are exactly the undirected adjacency
+    union = torch.cat([torch.stack(block.edges[("patch", n, "patch")]) for n in names], 1)
+    want = torch.stack(plain.edges[("patch", "adjacent", "patch")])
+    assert sorted(map(tuple, union.T.tolist())) == sorted(map(tuple, want.T.tolist()))
+    rc = block.data["rc"]
+    offset = {"r": (0, 1), "l": (0, -1), "d": (1, 0), "u": (-1, 0),
+              "dr": (1, 1), "ul": (-1, -1), "dl": (1, -1), "ur": (-1, 1)}
+    for n in names:
+        src, dst = block.edges[("patch", n, "patch")]
+        assert len(src) > 0
+        assert (rc[src] - rc[dst] == torch.tensor(offset[n[4:]])).all(), n
+
+
+def test_directional_graph_trains_with_a_relation_per_direction():
+    b = MultimodalGraphBuilder(image=ImageGraphBuilder(patch_size=4, stride=2, neighbors=8, directional=True),
+                               text=None, audio=None)
+    samples = [Sample(image=torch.rand(1, 8, 8), label=i % 2) for i in range(4)]
+    b.fit(samples)
+    g = b.batch(samples)
+    model = GraphClassifier(b.in_dims, b.canonical_etypes, 2, hidden=16, conv="gcn")
+    assert {r for _, r, _ in model.canonical_etypes} >= {f"adj_{d}" for d in DIRECTIONS}
+    assert model(g).shape == (4, 2)
+    # the batched graph equals the per-sample graphs batched by DGL
+    ref = dgl.batch([b(s) for s in samples])
+    for et in g.canonical_etypes:
+        assert torch.equal(torch.stack(g.edges(etype=et)), torch.stack(ref.edges(etype=et))), et
+
+
+# ---------------------------------------------------------------- Hydra end to end
+@pytest.mark.parametrize("model", ["transformer", "late_fusion"])
+def test_experiment_with_a_no_graph_model(make_cfg, model):
+    cfg = make_cfg([f"model={model}", "debug=fast", "trainer.test_missing_modalities=true", "model.hidden=16"])
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    # digits has text, image and audio: one extra test per modality removed
+    for m in ("text", "image", "audio"):
+        assert 0.0 <= metrics[f"test_without_{m}/acc"] <= 1.0
+
+
+def test_missing_modality_metrics_are_off_by_default(make_cfg):
+    metrics = train(make_cfg(["debug=fast", "model.hidden=16", "model.heads=2"]))
+    assert not any(k.startswith("test_without_") for k in metrics)
+
+
+# ---------------------------------------------------------------- benchmarks/realdata table
+def test_realdata_table_picks_the_conv_on_validation():
+    from benchmarks.realdata import _job_key, tables
+
+    assert _job_key("experiment=mr model=hetero_gnn model.conv=gcn seed=2 trainer.progress=False") == (
+        "mr", "gnn-gcn", 2)
+    assert _job_key("experiment=avdigits model=late_fusion seed=0") == ("avdigits", "late_fusion", 0)
+
+    def runs(test, val, **extra):
+        return [{"test/acc": t, "val/acc": v, "time_s": 1.0, **extra} for t, v in zip(test, val)]
+
+    results = {
+        "mr": {
+            "TF-IDF 1-2-gram + LinearSVC": [{"test/acc": 0.77, "time_s": 1.0}],
+            # gcn has the best test accuracy but not the best validation accuracy: gat is chosen
+            "gnn-gcn": runs([0.80, 0.80, 0.80], [0.70, 0.70, 0.70]),
+            "gnn-gat": runs([0.76, 0.75, 0.74], [0.75, 0.75, 0.75]),
+        },
+        "avdigits": {
+            "gnn-gat": runs([1.0, 1.0, 0.99], [1.0, 1.0, 1.0],
+                            **{"test_without_image/acc": 0.98, "test_without_audio/acc": 0.9}),
+        },
+    }
+    text = "\n".join(tables(results, [0, 1, 2]))
+    assert "| mr | gat | 75.00 ± 1.00 | 77.00 | missed |" in text
+    assert "| avdigits | gat | 99.67 ± 0.58 | 99.50 | met |" in text
+    assert "| graph, conv=gat | 99.67 ± 0.58 | 98.00 ± 0.00 (-1.67) | 90.00 ± 0.00 (-9.67) |" in text
