@@ -82,6 +82,7 @@ LABELS = {
     "late_fusion": "late fusion (set encoder per modality)",
 }
 MULTIMODAL = ("avdigits",)
+LONGEST_FIRST = ("mnist", "avdigits", "sst2", "mr", "sst1", "webkb", "trec", "fsdd", "fsdd_speakers")
 # what conf/experiment/<name>.yaml passes to the loader besides the name
 TEXT_OPTIONS = {
     "webkb": {"label_map": {"cours": "course", "facult": "faculty", "projec": "project", "studen": "student"}},
@@ -231,7 +232,7 @@ def baselines(dataset: str, data: Path, seeds: Sequence[int], quick: bool) -> di
             x["train"][:n].flatten(1).numpy(), y["train"][:n], x["test"].flatten(1).numpy()), y["test"])})]
         out["small CNN"] = [
             _timed(lambda seed=seed: {"test/acc": _acc(cnn_proba(
-                x["train"][:n], y["train"][:n], x["val"], y["val"], x["test"], 10, 2 if quick else 10, seed),
+                x["train"][:n], y["train"][:n], x["val"], y["val"], x["test"], 10, 2 if quick else 5, seed),
                 y["test"])})
             for seed in seeds
         ]
@@ -273,6 +274,8 @@ def sweep(name: str, datasets: Sequence[str], models: Sequence[str], seeds: Sequ
     Models that differ only by ``model.conv`` share one sweep; the others one sweep over ``model=``.
     """
     sweep_dir = workdir / name
+    # longest jobs first, so that the last ones to finish are short and no core waits long
+    datasets = sorted(datasets, key=lambda d: LONGEST_FIRST.index(d) if d in LONGEST_FIRST else len(LONGEST_FIRST))
     graph = [m for m in models if m.startswith("gnn-")]
     other = [m for m in models if not m.startswith("gnn-")]
     groups = []

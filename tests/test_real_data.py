@@ -740,3 +740,27 @@ def test_real_experiment_one_epoch_slow(make_cfg, tmp_path, monkeypatch, experim
     cfg = make_cfg([f"experiment={experiment}", "debug=fast", "trainer.max_epochs=1", "trainer.limit_train_batches=2"])
     metrics = train(cfg)
     assert 0.0 <= metrics["test/acc"] <= 1.0
+
+
+@needs_shared
+@pytest.mark.slow
+def test_realdata_benchmark_quick(tmp_path, monkeypatch):
+    """``python -m benchmarks.realdata --quick`` end to end: baselines, two Hydra multiruns
+    (graph convs; Transformer and late fusion), the tables."""
+    import time
+
+    from benchmarks.realdata import MODELS, QUICK, run
+
+    t0 = time.perf_counter()
+    section = run(QUICK, list(MODELS), [0], True, SHARED, tmp_path, jobs=2)
+    minutes = (time.perf_counter() - t0) / 60
+    for ds in QUICK:
+        for label in ("graph, conv=sum", "graph, conv=gcn", "graph, conv=gat", "Transformer over the nodes",
+                      "late fusion (set encoder per modality)"):
+            assert f"| {ds} | {label}" in section, (ds, label)
+    assert "| mr | TF-IDF 1-2-gram + LinearSVC |" in section
+    assert "**Missing modality on avdigits.**" in section
+    # every framework job left its run directory and each sweep its summary
+    assert len(list(tmp_path.glob("sweeps/*/*/metrics.json"))) == len(QUICK) * len(MODELS)
+    assert len(list(tmp_path.glob("sweeps/*/summary.md"))) == 2
+    print(f"benchmarks.realdata --quick: {minutes:.1f} min")  # the 10-minute budget is measured, not asserted
