@@ -130,17 +130,17 @@ def _logreg_proba(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray) -> np.ndarr
 
 
 class SmallCNN(torch.nn.Module):
-    """Two 3x3 conv blocks (32 and 64 channels, BatchNorm, ReLU, 2x2 max-pool) and a linear head."""
+    """Two 3x3 conv blocks (16 and 32 channels, BatchNorm, ReLU, 2x2 max-pool) and a linear head."""
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__()
         self.features = torch.nn.Sequential(
-            torch.nn.Conv2d(in_channels, 32, 3, padding=1), torch.nn.BatchNorm2d(32), torch.nn.ReLU(),
+            torch.nn.Conv2d(in_channels, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
             torch.nn.MaxPool2d(2),
-            torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.BatchNorm2d(64), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.BatchNorm2d(32), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
             torch.nn.AdaptiveAvgPool2d(4),
         )
-        self.head = torch.nn.Sequential(torch.nn.Dropout(0.3), torch.nn.Linear(64 * 16, num_classes))
+        self.head = torch.nn.Sequential(torch.nn.Dropout(0.3), torch.nn.Linear(32 * 16, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x).flatten(1))
@@ -194,7 +194,7 @@ def _timed(fn: Callable[[], Result]) -> Result:
 def baselines(dataset: str, data: Path, seeds: Sequence[int], quick: bool) -> dict[str, list[Result]]:
     """``method -> one result per seed`` (deterministic methods run once)."""
     out: dict[str, list[Result]] = {}
-    epochs = 2 if quick else 20
+    epochs = 2 if quick else 15
     if dataset in TEXT:
         s = load_textcls(data / "text", dataset, **TEXT_OPTIONS.get(dataset, {}))
         xtr, ytr = [x.text for x in s["train"] + s["val"]], _labels(s["train"] + s["val"])
