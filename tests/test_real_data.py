@@ -751,6 +751,7 @@ def test_realdata_benchmark_quick(tmp_path, monkeypatch):
 
     from benchmarks.realdata import MODELS, QUICK, run
 
+    monkeypatch.setenv("GRAPHMM_DATA", str(SHARED))  # run() sets it for the sweeps; restored afterwards
     t0 = time.perf_counter()
     section = run(QUICK, list(MODELS), [0], True, SHARED, tmp_path, jobs=2)
     minutes = (time.perf_counter() - t0) / 60
