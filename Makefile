@@ -8,8 +8,9 @@ BENCH_STAMP := $(VENV)/.graphmm-bench-installed
 PYTEST_ARGS ?=
 TRAIN_ARGS ?=
 PERF_ARGS ?=
+REALDATA_ARGS ?=
 
-.PHONY: venv train test test-fast bench bench-perf clean
+.PHONY: venv train test test-fast bench bench-perf bench-realdata clean
 
 venv: $(STAMP)
 
@@ -40,6 +41,10 @@ $(BENCH_STAMP): $(STAMP)
 # graph construction, training throughput and scaling; PERF_ARGS=--quick for a short run
 bench-perf: $(BENCH_STAMP)
 	$(PY) -m benchmarks.perf $(PERF_ARGS)
+
+# the accuracy table on ../shared/data (or $$GRAPHMM_DATA); REALDATA_ARGS=--quick for a smoke run
+bench-realdata: $(STAMP)
+	$(PY) -m benchmarks.realdata $(REALDATA_ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -23,7 +23,7 @@ modality removed (``trainer.test_missing_modalities=true``): the graph model the
 no nodes of that type, late fusion gets zeros. A rerun with the same ``--workdir``
 resumes: finished jobs are read back, unfinished ones continue from their checkpoints.
 
-    python -m benchmarks.realdata                  # the full table (about 1.5 h on 2 cores)
+    python -m benchmarks.realdata                  # the full table (make bench-realdata)
     python -m benchmarks.realdata --quick          # smoke run, short training (< 10 min)
     python -m benchmarks.realdata --datasets mr fsdd --models gnn-gat late_fusion --seeds 0
 
