@@ -509,6 +509,7 @@ def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
                                           desc=f"test without {modality}", final=True, ctx=ctx)
                 without.update({f"test_without_{modality}/{k}": v for k, v in scores.items()})
             if without:
+                logger.log_scalars(without, run["step"])
                 log.info("%s", " ".join(f"{k}={v:.4f}" for k, v in without.items()))
         metrics: dict[str, float] = {
             **{f"val/{k}": v for k, v in val.items()},
