@@ -49,6 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchaudio
+import yaml
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -271,7 +272,9 @@ def sweep(name: str, datasets: Sequence[str], models: Sequence[str], seeds: Sequ
           workdir: Path, jobs: int) -> Path:
     """Run ``python -m graphmm.train -m`` over datasets x models x seeds; returns the sweep dir.
 
-    Models that differ only by ``model.conv`` share one sweep; the others one sweep over ``model=``.
+    The graph models (which differ only by ``model.conv``) run as one sweep, the others as
+    one sweep over ``model=``. Each job's run directory is named by its dataset, model and
+    seed, so a rerun with other choices never resumes another job's checkpoint.
     """
     sweep_dir = workdir / name
     # longest jobs first, so that the last ones to finish are short and no core waits long
@@ -280,43 +283,57 @@ def sweep(name: str, datasets: Sequence[str], models: Sequence[str], seeds: Sequ
     other = [m for m in models if not m.startswith("gnn-")]
     groups = []
     if graph:
-        groups.append(["model=hetero_gnn", "model.conv=" + ",".join(m.split("-", 1)[1] for m in graph)])
+        groups.append(("graph", ["model=hetero_gnn", "model.conv=" + ",".join(m.split("-", 1)[1] for m in graph)],
+                       "${name}-gnn-${model.conv}-seed${seed}"))
     if other:
-        groups.append(["model=" + ",".join(other)])
-    for i, group in enumerate(groups):
+        groups.append(("nograph", ["model=" + ",".join(other)], "${name}-${hydra.runtime.choices.model}-seed${seed}"))
+    for group, choice, subdir in groups:
         cmd = [
             sys.executable, "-m", "graphmm.train", "-m",
-            "experiment=" + ",".join(datasets), *group, "seed=" + ",".join(map(str, seeds)),
+            "experiment=" + ",".join(datasets), *choice, "seed=" + ",".join(map(str, seeds)),
             "hydra/launcher=graphmm_joblib", f"hydra.launcher.n_jobs={jobs}",
-            f"hydra.sweep.dir={sweep_dir / str(i)}", "trainer.progress=false", "trainer.resume=auto",
-            "trainer.test_missing_modalities=true", f"trainer.cache_dir={workdir / 'cache'}",
+            f"hydra.sweep.dir='{sweep_dir / group}'", f"hydra.sweep.subdir={subdir}",
+            "trainer.progress=false", "trainer.resume=auto", "trainer.test_missing_modalities=true",
+            f"trainer.cache_dir='{workdir / 'cache'}'",
         ]
         if quick:
             cmd += ["trainer.max_epochs=2", "trainer.limit_train_batches=30"]
         print("$ " + " ".join(cmd[1:]), flush=True)
         # one thread per job: jobs x threads must not oversubscribe the cores
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": path}
         subprocess.run(cmd, cwd=ROOT, env=env, check=True)
     return sweep_dir
 
 
-def _job_key(overrides: str) -> tuple[str, str, int]:
-    o = dict(item.split("=", 1) for item in overrides.split())
-    model = o.get("model", "hetero_gnn")
+def _job_key(overrides: Sequence[str]) -> tuple[str, str, int]:
+    """``(dataset, model, seed)`` of a job from its Hydra overrides."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    o = {x.key_or_group: x.value() for x in OverridesParser.create().parse_overrides(list(overrides))}
+    model = str(o.get("model", "hetero_gnn"))
     name = f"gnn-{o['model.conv']}" if model == "hetero_gnn" else model
-    return o["experiment"], name, int(o["seed"])
+    return str(o["experiment"]), name, int(o["seed"])
 
 
-def read_sweep(sweep_dir: Path) -> dict[tuple[str, str], list[Result]]:
-    """``(dataset, model) -> one result per seed`` from every job of the sweeps."""
+def read_sweep(sweep_dir: Path, datasets: Sequence[str], models: Sequence[str],
+               seeds: Sequence[int]) -> dict[tuple[str, str], list[Result]]:
+    """``(dataset, model) -> one result per seed`` for the jobs of this run (other runs' jobs
+    left in the folder are ignored); a job without ``metrics.json`` is an error."""
     out: dict[tuple[str, str], list[Result]] = defaultdict(list)
+    seen: set[tuple[str, str, int]] = set()
     for sub in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
         for row in summarize_sweep(sub):
+            job = sub / row["job"]
+            key = _job_key(yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
+            if key[0] not in datasets or key[1] not in models or key[2] not in seeds:
+                continue
             if row["status"] != "ok":
-                raise RuntimeError(f"sweep job {sub / row['job']} ({row['overrides']}) has no metrics.json")
-            dataset, model, _ = _job_key(row["overrides"])
-            out[(dataset, model)].append({k: float(v) for k, v in row.items()
-                                          if isinstance(v, (int, float)) and k not in ("job",)})
+                raise RuntimeError(f"sweep job {job} ({row['overrides']}) has no metrics.json")
+            if key in seen:
+                raise RuntimeError(f"two sweep jobs for {key} under {sweep_dir}")
+            seen.add(key)
+            out[key[:2]].append({k: float(v) for k, v in row.items() if isinstance(v, (int, float))})
     return out
 
 
@@ -373,10 +390,11 @@ def tables(results: dict[str, dict[str, list[Result]]], seeds: Sequence[int]) ->
                   "gets zeros for it, the CNN fusion a uniform distribution); in brackets the loss in points.", "",
                   "| method | both | without image | without audio |", "|---|---|---|---|"]
         for m, rs in rows:
-            full = _mean(rs, "test/acc")
             cells = []
             for mod in ("image", "audio"):
                 key = f"test_without_{mod}/acc"
+                # the same samples with the modality (every test sample here: all have both)
+                full = _mean(rs, f"test_with_{mod}/acc" if f"test_with_{mod}/acc" in rs[0] else "test/acc")
                 cells.append(f"{_ms([r[key] for r in rs])} ({100 * (_mean(rs, key) - full):+.2f})")
             lines.append(f"| {LABELS.get(m, m)} | {_ms([r['test/acc'] for r in rs])} | {cells[0]} | {cells[1]} |")
     return lines
@@ -391,13 +409,15 @@ def run(datasets: Sequence[str], models: Sequence[str], seeds: Sequence[int], qu
     cached = workdir / "baselines.json"
     done = json.loads(cached.read_text()) if cached.exists() else {}
     for ds in datasets:
-        if ds not in done:
+        key = f"{ds} seeds={','.join(map(str, seeds))}{' quick' if quick else ''}"
+        if key not in done:
             print(f"baselines: {ds}", flush=True)
-            done[ds] = baselines(ds, data, seeds, quick)
+            done[key] = baselines(ds, data, seeds, quick)
             cached.write_text(json.dumps(done, indent=1))
-        results[ds].update(done[ds])
+        results[ds].update(done[key])
     if models:
-        framework = read_sweep(sweep("sweeps", datasets, models, seeds, quick, workdir, jobs))
+        sweep_dir = sweep("sweeps", datasets, models, seeds, quick, workdir, jobs)
+        framework = read_sweep(sweep_dir, datasets, models, seeds)
         for (ds, model), rs in framework.items():
             results.setdefault(ds, {})[model] = rs
     minutes = (time.perf_counter() - t0) / 60

@@ -224,7 +224,8 @@ class TrainerConf:
     keep_checkpoints: int = 2
     resume: Optional[str] = None
     limit_train_batches: Optional[int] = None
-    # also test with each modality removed in turn: metrics test_without_<modality>/*
+    # also test the samples with each modality and another one, as they are (test_with_<m>/*) and
+    # with that modality removed (test_without_<m>/*)
     test_missing_modalities: bool = False
     progress: bool = True
     logger: Optional[str] = None

@@ -750,9 +750,15 @@ def run(args: PredictArgs) -> dict[str, Any]:
     predictor = load_predictor(args.ckpt_path)
     if args.explain and predictor.task != "classification":
         raise UsageError("explain=true explains classifiers; this checkpoint holds a generation model")
-    if args.explain and not predictor.model.gnn.supports_attention:
+    gnn = getattr(predictor.model, "gnn", None)
+    if args.explain and gnn is None:
         raise UsageError(
-            f"explain=true needs a graph attention model, but this checkpoint uses conv={predictor.model.gnn.conv!r}; "
+            f"explain=true needs a graph attention model, but this checkpoint holds a "
+            f"{type(predictor.model).__name__}, which has no graph; train model=hetero_gnn model.conv=gat"
+        )
+    if args.explain and not gnn.supports_attention:
+        raise UsageError(
+            f"explain=true needs a graph attention model, but this checkpoint uses conv={gnn.conv!r}; "
             f"train with model.conv=gat or drop explain=true"
         )
     sample = predictor.sample_from_files(image=inp.image, audio=inp.audio, text=inp.text)

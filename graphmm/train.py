@@ -502,12 +502,18 @@ def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
             task.write_artefacts(out, run["history"], splits["test"], test_pred)
         without: dict[str, float] = {}
         if tcfg.test_missing_modalities:
-            for modality, samples in without_each_modality(splits["test"]).items():
-                loader = make_loader(samples, builder, tcfg.eval_batch_size, False, tcfg.num_workers, cfg.seed,
-                                     collate_fn=collate, ctx=ctx)
-                scores, _ = task.evaluate(eval_model, loader, samples, device, progress=show,
-                                          desc=f"test without {modality}", final=True, ctx=ctx)
-                without.update({f"test_without_{modality}/{k}": v for k, v in scores.items()})
+            used = [m for m, b in (("text", builder.text), ("image", builder.image), ("audio", builder.audio)) if b]
+            for modality, pair in without_each_modality(splits["test"], used).items():
+                for prefix, samples in zip((f"test_with_{modality}", f"test_without_{modality}"), pair):
+                    if prefix.startswith("test_with_") and len(samples) == len(splits["test"]):
+                        scores = test  # the whole test split: already scored
+                    else:
+                        loader = make_loader(samples, builder, tcfg.eval_batch_size, False, tcfg.num_workers,
+                                             cfg.seed, collate_fn=collate, ctx=ctx)
+                        scores, _ = task.evaluate(eval_model, loader, samples, device, progress=show,
+                                                  desc=prefix.replace("_", " "), final=True, ctx=ctx)
+                    without.update({f"{prefix}/{k}": v for k, v in scores.items()})
+                without[f"test_without_{modality}/n"] = float(len(pair[0]))
             if without:
                 logger.log_scalars(without, run["step"])
                 log.info("%s", " ".join(f"{k}={v:.4f}" for k, v in without.items()))
@@ -530,26 +536,36 @@ def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
         logger.close()
 
 
-def without_each_modality(samples: Sequence[Sample]) -> dict[str, list[Sample]]:
-    """For each modality that some sample has, the samples with that modality removed.
+def without_each_modality(
+    samples: Sequence[Sample], used: Sequence[str] = MODALITIES
+) -> dict[str, tuple[list[Sample], list[Sample]]]:
+    """For each modality ``m`` in ``used``: the samples that have ``m`` and at least one
+    other used modality, as they are and with ``m`` removed.
 
-    A sample that had only that modality is left out (it would have no input at all),
-    so every sample of ``result[m]`` still has at least one modality. Data with a single
-    modality gives ``{}``.
+    Both lists hold the same samples in the same order, so a model's scores on the two
+    compare like with like: the difference is what losing ``m`` costs. Samples without
+    ``m``, or with nothing else the model reads, are left out of both. A modality no
+    sample can lose gives no entry.
+
+    Args:
+        samples: Test samples.
+        used: The modalities the model reads (e.g. the graph builder's); others are ignored.
+
+    Returns:
+        ``{m: (with_m, without_m)}``.
 
     Example:
         >>> import torch
         >>> s = [Sample(text="a seven", image=torch.zeros(1, 4, 4), label=7), Sample(text="one", label=1)]
-        >>> {m: [x.modalities for x in v] for m, v in without_each_modality(s).items()}
-        {'text': [('image',)], 'image': [('text',), ('text',)]}
+        >>> {m: [x.modalities for x in w] for m, (_, w) in without_each_modality(s).items()}
+        {'text': [('image',)], 'image': [('text',)]}
     """
-    present = [m for m in MODALITIES if any(getattr(s, m) is not None for s in samples)]
-    if len(present) < 2:
-        return {}
-    out: dict[str, list[Sample]] = {}
-    for m in present:
+    out: dict[str, tuple[list[Sample], list[Sample]]] = {}
+    for m in used:
         change: dict[str, Any] = {m: None, **({"sample_rate": None} if m == "audio" else {})}
-        out[m] = [s.replace(**change) for s in samples if set(s.modalities) - {m}]
+        keep = [s for s in samples if m in s.modalities and (set(s.modalities) & set(used)) - {m}]
+        if keep:
+            out[m] = (keep, [s.replace(**change) for s in keep])
     return out
 
 

@@ -71,20 +71,25 @@ def test_one_sgd_step_lowers_the_loss(builder, cls):
     assert losses[-1] < losses[0]
 
 
-def test_late_fusion_gives_a_missing_modality_zeros(builder):
+@pytest.mark.parametrize("pool", ["mean", "max", "attention"])
+def test_late_fusion_gives_a_missing_modality_zeros(builder, pool):
     torch.manual_seed(0)
-    model = LateFusionClassifier(builder.in_dims, builder.canonical_etypes, 10, hidden=16).eval()
-    text_only = builder.batch([_samples()[1]])
-    before = model(text_only)
+    model = LateFusionClassifier(builder.in_dims, builder.canonical_etypes, 10, hidden=16, pool=pool).eval()
+    s = _samples()
+    mixed = builder.batch([s[1], s[0], s[2]])  # text only, all three, image only
+    h = model.encoders(mixed)
+    pooled, _ = model.pool.pool_types(mixed, {t: model.phi[t](x) for t, x in h.items()})
+    assert pooled["patch"][0].abs().sum() == 0 and pooled["frame"][0].abs().sum() == 0
+    assert pooled["word"][2].abs().sum() == 0 and pooled["frame"][2].abs().sum() == 0
+    assert pooled["patch"][1].abs().sum() > 0
+    alone = model(builder.batch([s[1]]))
+    torch.testing.assert_close(model(mixed)[0], alone[0], atol=1e-6, rtol=0)
     with torch.no_grad():  # what the image and audio encoders compute cannot matter to a text-only sample
         for t in ("patch", "frame"):
             for p in model.phi[t].parameters():
                 p.add_(1.0)
-    torch.testing.assert_close(model(text_only), before)
-    # ... and its fused vector is exactly the text part followed by zeros
-    h = model.encoders(text_only)
-    pooled, _ = model.pool.pool_types(text_only, {t: model.phi[t](x) for t, x in h.items()})
-    assert [t for t in model.ntypes if pooled[t].abs().sum() == 0] == ["frame", "patch"]
+    torch.testing.assert_close(model(mixed)[0], alone[0], atol=1e-6, rtol=0)
+    assert not torch.allclose(model(mixed)[1], alone[0])
 
 
 def test_sequence_classifier_checks_heads(builder):
@@ -96,10 +101,14 @@ def test_without_each_modality():
     s = _samples()
     out = without_each_modality(s)
     assert sorted(out) == ["audio", "image", "text"]
-    # the sample with all three keeps two; single-modality samples of that modality go
-    assert [x.modalities for x in out["image"]] == [("text", "audio"), ("text",), ("audio",)]
-    assert out["audio"][0].sample_rate is None and out["audio"][0].audio is None
+    # only the first sample has a second modality to fall back on
+    for m, (with_m, without_m) in out.items():
+        assert with_m == [s[0]]
+        assert [x.modalities for x in without_m] == [tuple(t for t in ("text", "image", "audio") if t != m)]
+    assert out["audio"][1][0].sample_rate is None
     assert s[0].image is not None  # the originals are untouched
+    # a modality the model does not read is no fallback: text+image with only image used
+    assert without_each_modality([s[0]], used=["image"]) == {}
     assert without_each_modality([s[1], Sample(text="two", label=2)]) == {}
 
 
@@ -146,9 +155,31 @@ def test_experiment_with_a_no_graph_model(make_cfg, model):
     cfg = make_cfg([f"model={model}", "debug=fast", "trainer.test_missing_modalities=true", "model.hidden=16"])
     metrics = train(cfg)
     assert 0.0 <= metrics["test/acc"] <= 1.0
-    # digits has text, image and audio: one extra test per modality removed
+    # digits has text, image and audio: one extra test per modality removed, on the samples
+    # that have it and something else, which are also scored as they are
     for m in ("text", "image", "audio"):
         assert 0.0 <= metrics[f"test_without_{m}/acc"] <= 1.0
+        assert 0.0 <= metrics[f"test_with_{m}/acc"] <= 1.0
+        assert metrics[f"test_without_{m}/n"] > 0
+
+
+def test_missing_modality_metrics_score_the_model_without_it(make_cfg, tmp_path):
+    """``test_without_image/acc`` is the saved model's accuracy on those samples without their images."""
+    from graphmm.predict import load_predictor
+    from graphmm.train import load_splits
+
+    cfg = make_cfg(["debug=fast", "model.hidden=16", "model.heads=2", "trainer.test_missing_modalities=true"])
+    metrics = train(cfg)
+    splits, _ = load_splits(cfg.data)
+    predictor = load_predictor(tmp_path / "run")
+    builder = predictor.builder
+    used = [m for m, b in (("text", builder.text), ("image", builder.image), ("audio", builder.audio)) if b]
+    with_m, without_m = without_each_modality(splits["test"], used)["image"]
+    assert metrics["test_without_image/n"] == len(with_m)
+    for prefix, samples in (("test_with_image", with_m), ("test_without_image", without_m)):
+        pred = predictor.model(builder.batch(samples)).argmax(-1)
+        acc = float((pred == torch.tensor([x.label for x in samples])).float().mean())
+        assert abs(acc - metrics[f"{prefix}/acc"]) < 1e-6, prefix
 
 
 def test_missing_modality_metrics_are_off_by_default(make_cfg):
@@ -160,9 +191,9 @@ def test_missing_modality_metrics_are_off_by_default(make_cfg):
 def test_realdata_table_picks_the_conv_on_validation():
     from benchmarks.realdata import _job_key, tables
 
-    assert _job_key("experiment=mr model=hetero_gnn model.conv=gcn seed=2 trainer.progress=False") == (
-        "mr", "gnn-gcn", 2)
-    assert _job_key("experiment=avdigits model=late_fusion seed=0") == ("avdigits", "late_fusion", 0)
+    assert _job_key(["experiment=mr", "model=hetero_gnn", "model.conv=gcn", "seed=2",
+                     "trainer.cache_dir='/tmp/a b,c'"]) == ("mr", "gnn-gcn", 2)
+    assert _job_key(["experiment=avdigits", "model=late_fusion", "seed=0"]) == ("avdigits", "late_fusion", 0)
 
     def runs(test, val, **extra):
         return [{"test/acc": t, "val/acc": v, "time_s": 1.0, **extra} for t, v in zip(test, val)]

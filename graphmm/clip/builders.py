@@ -208,6 +208,7 @@ class ClipImageGraphBuilder(_ClipSource, ImageGraphBuilder):
         batch_size: images per CLIP forward pass.
         patch_size, stride: ``0``/``None`` (the tower's) or the tower's patch size;
             present so that this builder takes the keys of the image graph config.
+        directional: one ``adj_<d>`` relation per grid direction (see :class:`ImageGraphBuilder`).
 
     Example:
         >>> from graphmm.clip import ClipImageGraphBuilder
@@ -237,6 +238,7 @@ class ClipImageGraphBuilder(_ClipSource, ImageGraphBuilder):
         batch_size: int = 64,
         patch_size: int | None = 0,
         stride: int | None = None,
+        directional: bool = False,
     ) -> None:
         dims = vision_config(name)
         p = dims["patch_size"]
@@ -250,7 +252,8 @@ class ClipImageGraphBuilder(_ClipSource, ImageGraphBuilder):
         if channels not in (None, 1, 3):
             raise ValueError(f"channels={channels}: CLIP takes RGB (3) or grayscale (1, repeated to RGB) images")
         ImageGraphBuilder.__init__(
-            self, patch_size=p, stride=p, neighbors=neighbors, knn=knn, channels=channels, knn_radius=knn_radius
+            self, patch_size=p, stride=p, neighbors=neighbors, knn=knn, channels=channels, knn_radius=knn_radius,
+            directional=directional,
         )
         self.dims = dims
         self.preprocess = dict(preprocess) if preprocess else None
