@@ -216,25 +216,6 @@ def test_gat_attention_sums_to_one_over_in_edges() -> None:
     assert torch.all(per_node[~has_in] == 0)
 
 
-def test_gat_projects_a_same_type_relation_once() -> None:
-    """A relation within one node type gets the same tensor as source and destination;
-    the layer then runs DGL's projection once, with the result of the two-input path."""
-    gen = torch.Generator().manual_seed(5)
-    g = dgl.heterograph({("patch", "adjacent", "patch"): (torch.randint(0, 12, (40,), generator=gen),
-                                                          torch.randint(0, 12, (40,), generator=gen))})
-    conv = build_conv("gat", 8, 8, heads=2)
-    x = torch.randn(12, 8, generator=gen)
-    calls = []
-    hook = conv.conv.fc.register_forward_hook(lambda *_: calls.append(1))
-    out, attn = conv(g, (x, x), get_attention=True)
-    assert len(calls) == 1
-    ref, ref_attn = conv(g, (x, x.clone()), get_attention=True)  # distinct tensors: the pair path
-    assert len(calls) == 3
-    hook.remove()
-    torch.testing.assert_close(out, ref)
-    torch.testing.assert_close(attn, ref_attn)
-
-
 def test_gat_concat_false_averages_full_width_heads() -> None:
     g = dgl.graph(([0, 1], [1, 2]), num_nodes=3)
     conv = build_conv("gat", 4, 6, heads=4, concat=False)

@@ -438,11 +438,7 @@ class GATLayer(nn.Module):
             ``(N_dst, out_feats)``, and the attention ``(E, heads)`` if requested.
         """
         feat_src, feat_dst = _split_pair(graph, feat)
-        if feat_src is feat_dst and not hasattr(self.conv, "fc_src") and not graph.is_block:
-            # a relation within one node type: DGL projects a (src, dst) pair twice, one tensor once
-            out, attn = self.conv(graph, feat_src, get_attention=True)
-        else:
-            out, attn = self.conv(graph, (feat_src, feat_dst), get_attention=True)
+        out, attn = self.conv(graph, (feat_src, feat_dst), get_attention=True)
         # out: (N_dst, heads, head_feats)
         out = out.flatten(1) if self._concat else out.mean(dim=1)
         if self.activation is not None:
