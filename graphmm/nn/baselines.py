@@ -35,7 +35,24 @@ def _modality_ntypes(in_dims: Mapping[str, int]) -> list[str]:
     return ntypes
 
 
-class SequenceClassifier(nn.Module):
+class _NodeClassifier(nn.Module):
+    """What both no-graph classifiers share: argument checks, the modality node types
+    (``summary`` dropped) and the graph model's node encoders for them."""
+
+    def __init__(
+        self, in_dims: Mapping[str, int], num_classes: int, hidden: int,
+        encoders: Mapping[str, Mapping[str, Any]] | None,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.in_dims = {str(k): int(v) for k, v in in_dims.items()}
+        self.hidden, self.num_classes = hidden, num_classes
+        self.ntypes = _modality_ntypes(self.in_dims)
+        self.encoders = NodeEncoders({t: self.in_dims[t] for t in self.ntypes}, hidden, featurizers=encoders)
+
+
+class SequenceClassifier(_NodeClassifier):
     r"""The no-graph baseline: a sample's nodes as one token sequence, a Transformer encoder.
 
     .. math::
@@ -92,15 +109,9 @@ class SequenceClassifier(nn.Module):
         encoders: Mapping[str, Mapping[str, Any]] | None = None,
         **_: Any,
     ) -> None:
-        super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if hidden % heads:
             raise ValueError(f"heads={heads} must divide hidden={hidden}")
-        in_dims = {str(k): int(v) for k, v in in_dims.items()}
-        self.in_dims, self.hidden, self.num_classes = in_dims, hidden, num_classes
-        self.ntypes = _modality_ntypes(in_dims)
-        self.encoders = NodeEncoders({t: in_dims[t] for t in self.ntypes}, hidden, featurizers=encoders)
+        super().__init__(in_dims, num_classes, hidden, encoders)
         self.memory = NodeMemory(self.ntypes, hidden)
         layer = nn.TransformerEncoderLayer(hidden, heads, 4 * hidden, dropout, batch_first=True, norm_first=True)
         # nested tensors would make padded outputs differ between train and eval
@@ -115,7 +126,7 @@ class SequenceClassifier(nn.Module):
         return self.head((h * keep).sum(1) / keep.sum(1))
 
 
-class LateFusionClassifier(nn.Module):
+class LateFusionClassifier(_NodeClassifier):
     r"""Late fusion: one encoder per modality, concatenation, an MLP.
 
     For each modality :math:`t` (``word``, ``patch``, ``frame``) of graph :math:`b`,
@@ -139,7 +150,6 @@ class LateFusionClassifier(nn.Module):
         num_classes: Number of logits.
         hidden: Width :math:`d` of each modality's encoding. Default: ``64``.
         dropout: Dropout in the encoders and the fusion MLP. Default: ``0.1``.
-        activation: Unused; accepted with the other graph options.
         pool: Per-modality pooling (``"mean"``, ``"max"``, ``"attention"``). Default: ``"mean"``.
         head_hidden: Hidden width of the fusion MLP. Default ``None``: ``hidden``.
         encoders: Per node type, where features come from (as in :class:`GraphClassifier`).
@@ -172,13 +182,7 @@ class LateFusionClassifier(nn.Module):
         encoders: Mapping[str, Mapping[str, Any]] | None = None,
         **_: Any,
     ) -> None:
-        super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        in_dims = {str(k): int(v) for k, v in in_dims.items()}
-        self.in_dims, self.hidden, self.num_classes = in_dims, hidden, num_classes
-        self.ntypes = _modality_ntypes(in_dims)
-        self.encoders = NodeEncoders({t: in_dims[t] for t in self.ntypes}, hidden, featurizers=encoders)
+        super().__init__(in_dims, num_classes, hidden, encoders)
         self.phi = nn.ModuleDict(
             {
                 t: nn.Sequential(
