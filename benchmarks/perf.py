@@ -59,7 +59,7 @@ from torch import nn
 from benchmarks.modalities import write_section
 from graphmm.data import Sample, load_digits
 from graphmm.graphs import ImageGraphBuilder, MultimodalGraphBuilder
-from graphmm.graphs._util import knn_in_grid, knn_query_block
+from graphmm.graphs._util import knn_query_block
 from graphmm.graphs.builder import GraphTensors
 from graphmm.nn import GraphClassifier
 from graphmm.nn.encoders import NodeEncoders
@@ -311,41 +311,11 @@ def bench_training(min_time: float, batch_size: int = 8) -> list[dict[str, Any]]
 
 
 # ---------------------------------------------------------------- (c) scaling
-class WindowKnnImageBuilder(ImageGraphBuilder):
-    """An :class:`ImageGraphBuilder` whose ``similar`` relation searches a window of
-    ``(2 * radius + 1)^2`` patches around each patch (:func:`knn_in_grid`) instead of
-    the whole image: linear time and memory. The same as ``ImageGraphBuilder`` with
-    the proposed ``knn_radius`` option."""
-
-    def __init__(self, knn: int, radius: int, **kwargs: Any) -> None:
-        super().__init__(knn=0, **kwargs)
-        self.window_knn, self.radius = knn, radius
-
-    @property
-    def relations(self) -> list[tuple[str, str, str]]:
-        return super().relations + [("patch", "similar", "patch"), ("patch", "rev_similar", "patch")]
-
-    def build(self, images: Sequence[torch.Tensor]) -> Any:
-        block = super().build(images)
-        offsets = torch.cumsum(block.counts, 0) - block.counts
-        src, dst = [], []
-        for i, im in enumerate(images):  # one call per image, vectorised inside
-            nh, nw = self.grid_shape(im.shape[1], im.shape[2])
-            rows = slice(int(offsets[i]), int(offsets[i]) + nh * nw)
-            nbr = knn_in_grid(block.data["pixels"][rows][None], (nh, nw), self.window_knn, self.radius)[0]
-            src.append(nbr.reshape(-1) + offsets[i])
-            dst.append(torch.arange(nh * nw).repeat_interleave(nbr.shape[1]) + offsets[i])
-        s, d = torch.cat(src), torch.cat(dst)
-        block.edges[("patch", "similar", "patch")] = (s, d)
-        block.edges[("patch", "rev_similar", "patch")] = (d, s)
-        return block
-
-
 def _scale_builder(series: str) -> MultimodalGraphBuilder:
     if series == "audio":
         return MultimodalGraphBuilder(text=None, image=None, audio=True, cross=True)
     image = (ImageGraphBuilder(patch_size=4, neighbors=8, knn=8) if series == "image_exact"
-             else WindowKnnImageBuilder(knn=8, radius=3, patch_size=4, neighbors=8))
+             else ImageGraphBuilder(patch_size=4, neighbors=8, knn=8, knn_radius=3))
     return MultimodalGraphBuilder(text=None, image=image, audio=None, cross=True)
 
 
@@ -607,7 +577,7 @@ def report(quick: bool, cons: dict[str, Any], train: list[dict[str, Any]], scale
         "(its memory stays linear: blocks of 2048 x 2048 distances and a running top-k per query); at 10^6 "
         "patches it would run for hours on these cores, so that row is extrapolated from the first query "
         "blocks, which cost the same as every other block. The windowed search "
-        "(`graphmm.graphs._util.knn_in_grid`) is the linear, opt-in alternative."
+        "(`graph.image.knn_radius=R`, `graphmm.graphs._util.knn_in_grid`) is the linear, opt-in alternative."
     )
     prof_note = (
         "**Where the time goes** (`torch.profiler`, 5 calls): self CPU time of the top operators as a share "

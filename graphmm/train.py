@@ -209,9 +209,16 @@ def fit_builder(builder: MultimodalGraphBuilder, samples: Sequence[Sample], prog
         builder.fit(_Ticking(samples, bar, after="vocabulary and feature statistics") if progress else samples)
 
 
-def _improved(monitor: str, value: float, best: float | None) -> bool:
+def _improved(
+    monitor: str, value: float, best: float | None, loss: float | None = None, best_loss: float | None = None
+) -> bool:
+    """Whether ``value`` of ``monitor`` beats ``best``. An exact tie on a metric
+    other than the loss goes to the lower validation loss: accuracy on a few hundred
+    samples ties often, and the first epoch to reach it is rarely the best fit."""
     if best is None:
         return True
+    if value == best and loss is not None and best_loss is not None and monitor.split("/")[-1] != "loss":
+        return loss < best_loss
     return value < best if monitor.split("/")[-1] in LOWER_IS_BETTER else value > best
 
 
@@ -326,6 +333,7 @@ def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
         "running": 0.0,
         "seen": 0,
         "best": None,
+        "best_loss": None,  # val loss at the best epoch: breaks ties of the monitored metric
         "best_epoch": -1,
         "bad_epochs": 0,
         "stopped": False,
@@ -471,8 +479,8 @@ def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
             shown[f"val_{monitor_key}"] = f"{val[monitor_key]:.4f}"  # the monitored metric, when not the headline
             epochs.set_postfix(shown)
             log.info("epoch %d: train/loss=%.4f %s", epoch, row["train/loss"], _fmt(val, "val"))
-            if _improved(tcfg.monitor, val[monitor_key], run["best"]):
-                run.update(best=val[monitor_key], best_epoch=epoch, bad_epochs=0)
+            if _improved(tcfg.monitor, val[monitor_key], run["best"], val.get("loss"), run.get("best_loss")):
+                run.update(best=val[monitor_key], best_loss=val.get("loss"), best_epoch=epoch, bad_epochs=0)
                 best_weights = copy.deepcopy(eval_model.state_dict())
                 save_best()
             else:

@@ -194,7 +194,6 @@ def test_benchmark_models_and_containers_agree():
     from benchmarks.perf import (
         NodeTransformer,
         PygHeteroGAT,
-        WindowKnnImageBuilder,
         synthetic_sample,
         to_heterodata,
     )
@@ -217,11 +216,30 @@ def test_benchmark_models_and_containers_agree():
     assert count(dgl_model) == count(pyg_model)  # the same architecture
     assert pyg_model(data).shape == dgl_model(g).shape == NodeTransformer(b.in_dims, 10, hidden=16)(g).shape == (2, 10)
 
-    wb = WindowKnnImageBuilder(knn=3, radius=1, patch_size=4, neighbors=4)
-    block = wb.build([torch.rand(1, 20, 16)])
+
+
+def test_image_builder_knn_radius_uses_the_window_search():
+    """`knn_radius=r`: each patch's `similar` in-edges come from its k nearest patches
+    within the (2r+1)^2 window, as `knn_in_grid` finds them, in both batched and
+    per-sample builds."""
+    from graphmm.graphs import ImageGraphBuilder
+
+    images = [torch.rand(1, 20, 16), torch.rand(1, 12, 12)]
+    wb = ImageGraphBuilder(patch_size=4, neighbors=4, knn=3, knn_radius=1)
+    block = wb.build(images)
     src, dst = block.edges[("patch", "similar", "patch")]
-    nbr = knn_in_grid(block.data["pixels"][None], (5, 4), 3, 1)[0]
-    assert torch.equal(src.reshape(20, 3), nbr) and torch.equal(dst, torch.arange(20).repeat_interleave(3))
+    offset = 0
+    for im in images:
+        nh, nw = im.shape[1] // 4, im.shape[2] // 4
+        n = nh * nw
+        pixels = block.data["pixels"][offset : offset + n]
+        nbr = knn_in_grid(pixels[None], (nh, nw), 3, 1)[0] + offset
+        mine = (dst >= offset) & (dst < offset + n)
+        got = sorted(zip(dst[mine].tolist(), src[mine].tolist()))
+        assert got == sorted((i + offset, int(j)) for i in range(n) for j in nbr[i])
+        offset += n
+    rsrc, rdst = block.edges[("patch", "rev_similar", "patch")]
+    assert torch.equal(rsrc, dst) and torch.equal(rdst, src)
 
 
 def test_validate_many_defers_to_a_subclass_validate():

@@ -108,9 +108,15 @@ def test_cli_rejects_unknown_key_at_once(tmp_path):
 
 @pytest.mark.slow
 def test_default_experiment_reaches_target_accuracy(make_cfg):
-    """The `make train` job: the tri-modal default on embedded digits, test acc >= 0.95."""
+    """The `make train` job: the tri-modal default on embedded digits, test acc >= 0.94.
+
+    Across seeds 0-12 the default measured 0.952-0.982 (mean 0.97; one test sample
+    is 0.0037), and float summation order (threads, library versions) moves a run by
+    about a point. The gate sits below that spread and above every weaker model:
+    image alone reaches about 0.85, all three modalities without modality dropout
+    about 0.90."""
     metrics = train(make_cfg())
-    assert metrics["test/acc"] >= 0.95, metrics
+    assert metrics["test/acc"] >= 0.94, metrics
 
 
 def test_default_model_passes_messages_across_modalities(make_cfg):
@@ -231,3 +237,16 @@ def test_bars_and_logger_leave_the_global_rng_alone(tmp_path):
     logger.close()
     after = state()
     assert torch.equal(before[0], after[0]) and np.array_equal(before[1], after[1]) and before[2] == after[2]
+
+
+def test_monitor_ties_go_to_the_lower_validation_loss():
+    from graphmm.train import _improved
+
+    assert _improved("val/acc", 0.90, None)
+    assert _improved("val/acc", 0.91, 0.90, loss=0.5, best_loss=0.1)  # better accuracy wins outright
+    assert not _improved("val/acc", 0.89, 0.90, loss=0.01, best_loss=0.1)
+    assert _improved("val/acc", 0.90, 0.90, loss=0.05, best_loss=0.1)  # tie: lower loss
+    assert not _improved("val/acc", 0.90, 0.90, loss=0.2, best_loss=0.1)
+    assert not _improved("val/acc", 0.90, 0.90)  # tie without losses: keep the earlier epoch
+    assert not _improved("val/loss", 0.1, 0.1, loss=0.1, best_loss=0.2)
+    assert _improved("val/loss", 0.09, 0.1)
