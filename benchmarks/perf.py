@@ -376,23 +376,27 @@ def scale_case(series: str, n: int, knn_blocks_s: float) -> dict[str, Any]:
     return row
 
 
+#: glibc serves blocks above 32 MB with fresh mappings that the kernel faults in and
+#: zeroes page by page, and unmaps them when freed; with these settings large blocks
+#: come from the heap and freed ones are reused (at the price of a higher peak).
+KEEP_FREED_MEMORY_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
+
+
 def bench_scaling(quick: bool, timeout: float) -> list[dict[str, Any]]:
     cases = []
-    for series in ("image_window", "image_window_thp", "audio", "image_exact"):
+    for series in ("image_window", "image_window_heap", "audio", "audio_heap", "image_exact"):
         for n in SCALE_SIZES:
-            if (quick and n > 10**5) or (series == "image_window_thp" and n < 10**5):
+            if (quick and n > 10**5) or (series.endswith("_heap") and n < 10**5):
                 continue
             estimate = series == "image_exact" and n >= (10**5 if quick else 10**6)
             cases.append((series, n, (8.0 if quick else 30.0) if estimate else 0.0))
     rows = []
     for series, n, blocks_s in cases:
-        cmd = [sys.executable, "-m", "benchmarks.perf", "--scale-case", series.removesuffix("_thp"), str(n),
+        cmd = [sys.executable, "-m", "benchmarks.perf", "--scale-case", series.removesuffix("_heap"), str(n),
                str(blocks_s), "--threads", str(torch.get_num_threads())]
         env = dict(os.environ)
-        if series.endswith("_thp"):
-            # glibc then backs its large (mmap'd) blocks with transparent huge pages, where
-            # the kernel allows it (THP "madvise" or "always"): far fewer page faults
-            env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
+        if series.endswith("_heap"):
+            env.update(KEEP_FREED_MEMORY_ENV)
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True, env=env)
             row = {**json.loads(out.stdout.strip().splitlines()[-1]), "series": series}
@@ -516,8 +520,9 @@ def report(quick: bool, cons: dict[str, Any], train: list[dict[str, Any]], scale
         "|---|---|---|---|---|---|---|---|---|",
     ]
     names = {"image_window": "image patches, `adjacent` + windowed `similar` (k=8, radius 3)",
-             "image_window_thp": "the same, malloc on huge pages",
+             "image_window_heap": "the same, freed memory kept for reuse",
              "audio": "audio frames, `next` (window 1)",
+             "audio_heap": "the same, freed memory kept for reuse",
              "image_exact": "image patches, `adjacent` + exact `similar` (k=8)"}
     prev: dict[str, dict[str, Any]] = {}
     for r in scale:
@@ -549,28 +554,36 @@ def report(quick: bool, cons: dict[str, Any], train: list[dict[str, Any]], scale
     def total(r: dict[str, Any]) -> float:
         return r["build_s"] + r["forward_s"]
 
-    growth = [total(b) / total(a) for s_ in ("image_window", "audio")
-              if (a := at(s_, 10**5)) and (b := at(s_, 10**6))]
-    plain, thp = at("image_window", 10**6), at("image_window_thp", 10**6)
-    growth_txt = (f"grows {min(growth):.0f}-{max(growth):.0f}x from 10^5 to 10^6" if growth
-                  else "is not measured beyond 10^5 here")
-    thp_txt = "are not run here"
-    if plain and thp:
-        pct = 100 * (total(thp) / total(plain) - 1)
-        thp_txt = (f"cut them {plain['faults'] / max(thp['faults'], 1):.0f}-fold and change the total time by "
-                   + (f"{pct:+.0f}%" if abs(pct) >= 0.5 else "less than 1%"))
+    def growth_between(series: Sequence[str]) -> str:
+        g = [total(b) / total(a) for s_ in series if (a := at(s_, 10**5)) and (b := at(s_, 10**6))]
+        return f"{min(g):.1f}-{max(g):.1f}x" if g else "not measured"
+
+    heap_parts = []
+    for s_ in ("image_window", "audio"):
+        plain, kept = at(s_, 10**6), at(f"{s_}_heap", 10**6)
+        if plain and kept:
+            heap_parts.append(
+                f"{s_.replace('_', ' ')}: {total(plain):.1f} s to {total(kept):.1f} s, page faults "
+                f"{plain['faults'] / max(kept['faults'], 1):.0f}-fold fewer, peak memory "
+                f"{100 * (kept['peak_mb'] / plain['peak_mb'] - 1):+.0f}%"
+            )
+    heap_txt = "; ".join(heap_parts) if heap_parts else "not run here"
     llc = _llc_mb()
     cache_txt = f"is within this CPU's {llc:.0f} MB last-level cache" if llc else "is near a last-level cache's size"
     faults_note = (
-        "In the windowed and audio series memory grows linearly throughout and time up to 10^5 nodes; time "
-        f"{growth_txt}. Page faults are "
-        "the minor faults of the build and forward pass (`getrusage`): tensors above glibc's mmap threshold "
-        "(32 MB at most; a 10^6 x 64 float tensor is 256 MB) are fresh mappings that fault in page by page "
-        "at each allocation, so faults grow faster than the nodes there. They are not what costs the time: "
-        f"the huge-pages rows (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, 2 MB pages) {thp_txt}. The profile "
-        "of one audio forward pass (below) shows which operators grow faster than the graph; DGL's "
-        "message-passing kernels (`GSpMM`, `EdgeSoftmax`) grow about as the graph. A 10^5 x 64 float tensor "
-        f"(26 MB) {cache_txt}, a 10^6 x 64 one (256 MB) streams from memory."
+        "In the windowed and audio series memory grows linearly throughout and time up to 10^5 nodes; from "
+        f"10^5 to 10^6 time grows {growth_between(('image_window', 'audio'))} with glibc's default allocator "
+        f"and {growth_between(('image_window_heap', 'audio_heap'))} with freed memory kept for reuse. Page "
+        "faults are the minor faults of the build and forward pass (`getrusage`). By default glibc serves "
+        "blocks above 32 MB (a 10^6 x 64 float tensor is 256 MB) with fresh mappings that the kernel faults "
+        "in and zeroes page by page at each allocation and unmaps at each free, so every large temporary of "
+        "the forward pass costs a zeroing pass over its memory. The rows \"freed memory kept for reuse\" run "
+        "the same process with `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647` (large blocks from the "
+        f"heap, reused once freed); at 10^6 nodes: {heap_txt}. Set the same variables for runs on graphs of "
+        "millions of nodes (`docs/scale.md`). The profile of one audio forward pass (below) shows which "
+        "operators grow faster than the graph; DGL's message-passing kernels (`GSpMM`, `EdgeSoftmax`) grow "
+        f"about as the graph. A 10^5 x 64 float tensor (26 MB) {cache_txt}, a 10^6 x 64 one (256 MB) streams "
+        "from memory."
     )
     exact_note = (
         "The exact kNN compares every pair of patches, so its time grows 100x per 10x nodes by nature "

@@ -252,3 +252,4 @@ def test_validate_many_defers_to_a_subclass_validate():
     b = MultimodalGraphBuilder(text=None, image=None, audio=Louder(), cross=None)
     clip = 0.1 * torch.randn(2000)
     assert torch.equal(b.validate_batch([Sample(audio=clip, sample_rate=8000)])[0]["audio"], 2 * clip)
+
