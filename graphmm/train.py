@@ -214,7 +214,8 @@ def _improved(
 ) -> bool:
     """Whether ``value`` of ``monitor`` beats ``best``. An exact tie on a metric
     other than the loss goes to the lower validation loss: accuracy on a few hundred
-    samples ties often, and the first epoch to reach it is rarely the best fit."""
+    samples ties often, and of two epochs with equal accuracy the one with the lower
+    loss gives the validation labels more probability."""
     if best is None:
         return True
     if value == best and loss is not None and best_loss is not None and monitor.split("/")[-1] != "loss":
