@@ -217,7 +217,6 @@ def test_benchmark_models_and_containers_agree():
     assert pyg_model(data).shape == dgl_model(g).shape == NodeTransformer(b.in_dims, 10, hidden=16)(g).shape == (2, 10)
 
 
-
 def test_image_builder_knn_radius_uses_the_window_search():
     """`knn_radius=r`: each patch's `similar` in-edges come from its k nearest patches
     within the (2r+1)^2 window, as `knn_in_grid` finds them, in both batched and
@@ -237,6 +236,8 @@ def test_image_builder_knn_radius_uses_the_window_search():
         mine = (dst >= offset) & (dst < offset + n)
         got = sorted(zip(dst[mine].tolist(), src[mine].tolist()))
         assert got == sorted((i + offset, int(j)) for i in range(n) for j in nbr[i])
+        alone_src, alone_dst = wb.build([im]).edges[("patch", "similar", "patch")]
+        assert sorted(zip(alone_dst.tolist(), alone_src.tolist())) == [(d - offset, s_ - offset) for d, s_ in got]
         offset += n
     rsrc, rdst = block.edges[("patch", "rev_similar", "patch")]
     assert torch.equal(rsrc, dst) and torch.equal(rdst, src)
@@ -252,4 +253,3 @@ def test_validate_many_defers_to_a_subclass_validate():
     b = MultimodalGraphBuilder(text=None, image=None, audio=Louder(), cross=None)
     clip = 0.1 * torch.randn(2000)
     assert torch.equal(b.validate_batch([Sample(audio=clip, sample_rate=8000)])[0]["audio"], 2 * clip)
-

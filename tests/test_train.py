@@ -248,3 +248,10 @@ def test_monitor_ties_go_to_the_lower_validation_loss():
     assert not _improved("val/acc", 0.90, 0.90)  # tie without losses: keep the earlier epoch
     assert not _improved("val/loss", 0.1, 0.1, loss=0.1, best_loss=0.2)
     assert _improved("val/loss", 0.09, 0.1)
+
+
+def test_default_patience_lets_the_schedule_run_out(make_cfg):
+    """Early stopping is opt-in: the default patience follows max_epochs."""
+    assert make_cfg().trainer.patience == make_cfg().trainer.max_epochs
+    assert make_cfg(["trainer.max_epochs=7"]).trainer.patience == 7
+    assert make_cfg(["trainer.patience=3"]).trainer.patience == 3
