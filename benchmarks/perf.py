@@ -570,8 +570,17 @@ def report(quick: bool, cons: dict[str, Any], train: list[dict[str, Any]], scale
     heap_txt = "; ".join(heap_parts) if heap_parts else "not run here"
     llc = _llc_mb()
     cache_txt = f"is within this CPU's {llc:.0f} MB last-level cache" if llc else "is near a last-level cache's size"
+    # which 10x steps below 10^6 broke the target, read from the rows rather than assumed
+    early_misses = []
+    for s_ in ("image_window", "audio"):
+        for n in (10**4, 10**5):
+            a, b = at(s_, n // 10), at(s_, n)
+            if a and b and (total(b) / total(a) > 12 or b["peak_mb"] / max(a["peak_mb"], 1e-9) > 12):
+                early_misses.append(f"{s_.replace('_', ' ')} at 10^{len(str(n)) - 1}")
+    early_txt = ("met at every step up to 10^5 nodes" if not early_misses
+                 else "missed below 10^6 only at " + ", ".join(early_misses))
     faults_note = (
-        "In the windowed and audio series memory grows linearly throughout and time up to 10^5 nodes; from "
+        f"In the windowed and audio series the target is {early_txt}; from "
         f"10^5 to 10^6 time grows {growth_between(('image_window', 'audio'))} with glibc's default allocator "
         f"and {growth_between(('image_window_heap', 'audio_heap'))} with freed memory kept for reuse. Page "
         "faults are the minor faults of the build and forward pass (`getrusage`). By default glibc serves "
