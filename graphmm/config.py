@@ -19,6 +19,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from graphmm.clip.spec import FeaturizerConf
+from graphmm.data.io import MAX_IMAGE_PIXELS
 from graphmm.data.digits import DigitsConfig
 from graphmm.data.sequences import DigitSeqConfig
 
@@ -88,6 +89,13 @@ class ManifestDataConf:
     image_channels: Optional[int] = None
     image_size: Optional[List[int]] = None
     sample_rate: Optional[int] = None
+    max_image_pixels: Optional[int] = MAX_IMAGE_PIXELS
+
+
+#: Default of ``graph.text.max_tokens``: words kept per document. Far above every
+#: shipped corpus (WebKB, the longest, is cut to 400 by its experiment), it bounds the
+#: word nodes one pasted book or log file can add to a batch; truncations are counted.
+TEXT_MAX_TOKENS: int = 2048
 
 
 # ---------------------------------------------------------------- graph
@@ -97,7 +105,7 @@ class TextGraphConf:
     window: int = 3
     next: bool = True
     min_freq: int = 1
-    max_tokens: Optional[int] = None
+    max_tokens: Optional[int] = TEXT_MAX_TOKENS
     hash_buckets: int = 4096
 
 
@@ -223,11 +231,14 @@ class TrainerConf:
     checkpoint_every_n_steps: Optional[int] = None
     keep_checkpoints: int = 2
     resume: Optional[str] = None
+    # continue even when the config differs from the checkpoint's in keys outside
+    # graphmm.runstate.RESUME_SAFE_KEYS (the differences are logged as a warning)
+    resume_force: bool = False
     limit_train_batches: Optional[int] = None
     # also test the samples with each modality and another one, as they are (test_with_<m>/*) and
     # with that modality removed (test_without_<m>/*)
     test_missing_modalities: bool = False
-    progress: bool = True
+    progress: bool = True  # bars only where they show as bars: a terminal (graphmm.progress)
     logger: Optional[str] = None
     optimizer: OptimizerConf = field(default_factory=OptimizerConf)
     scheduler: Optional[Any] = None
@@ -266,6 +277,33 @@ def register_configs() -> None:
 
 register_configs()
 
+
+def app_config_groups() -> str:
+    """The config groups and their options for ``--help``, one ``group: a, b`` line per
+    group as Hydra's ``$APP_CONFIG_GROUPS`` writes them, without the ``*_schema``
+    entries: those are the typed schemas under the YAML files, not options to pick.
+
+    ``conf/config.yaml``'s ``hydra.help.template`` calls it as the
+    ``${graphmm_config_groups:}`` resolver; empty outside a Hydra app.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+
+    gh = GlobalHydra.instance()
+    if not gh.is_initialized():
+        return ""
+    hydra = gh.hydra
+    lines = []
+    for group in sorted(hydra.list_all_config_groups()):
+        if group == "hydra" or group.startswith("hydra/"):  # those are in --hydra-help
+            continue
+        options = sorted(o for o in hydra.config_loader.get_group_options(group) if not o.endswith("_schema"))
+        if options:  # a group of schemas only (graph/image, from the CLIP package) is no choice at all
+            lines.append(f"{group}: {', '.join(options)}")
+    return "\n".join(lines)
+
+
+OmegaConf.register_new_resolver("graphmm_config_groups", app_config_groups, replace=True)
+
 #: Root of the YAML configs shipped with the package.
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -294,6 +332,7 @@ def validate_config(cfg: DictConfig) -> None:
     from graphmm.nn import list_convs  # deferred: importing torch/dgl is slow
 
     _check_known_keys(cfg, "")
+    _check_required_data_keys(cfg.data)
     m = cfg.model
     task = m.get("task", "classification")
     if task not in _MONITORS:
@@ -374,11 +413,40 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.checkpoint_every_n_steps must be >= 1 or null, got {t.checkpoint_every_n_steps}")
     if t.keep_checkpoints < 1:
         raise ConfigError(f"trainer.keep_checkpoints must be >= 1, got {t.keep_checkpoints}")
-    if t.resume not in (None, "auto") and not Path(t.resume).is_file():
-        raise ConfigError(f"trainer.resume={t.resume!r} is neither 'auto' nor an existing checkpoint file")
+    if t.resume not in (None, "auto", "last") and not Path(t.resume).is_file():
+        raise ConfigError(f"trainer.resume={t.resume!r} is neither 'auto', 'last' nor an existing checkpoint file")
     for key in ("max_epochs", "batch_size", "eval_batch_size"):
         if t[key] < 1:
             raise ConfigError(f"trainer.{key} must be >= 1, got {t[key]}")
+
+
+def _check_required_data_keys(data: DictConfig) -> None:
+    """A required ``data`` key left at ``???`` (``data=textcls`` without ``data.name``,
+    ``data=manifest`` without ``data.path``): one line naming the key, with the corpora
+    found under ``data.root`` when the loader reads named corpora, instead of the
+    ``MissingMandatoryValue`` traceback that instantiating the loader gives."""
+    missing = [k for k in data.keys() if OmegaConf.is_missing(data, k)]
+    if not missing:
+        return
+    key = missing[0]
+    target = str(data.get("_target_", ""))
+    hint = ""
+    if key == "name" and target.endswith("load_textcls") and not OmegaConf.is_missing(data, "root"):
+        from graphmm.data.textcls import list_corpora
+
+        found = list_corpora(data.root)
+        hint = (
+            f"; corpora found under data.root={data.root!r}: {found}" if found
+            else f"; data.root={data.root!r} holds no corpus (<name>.txt with corpus/<name>.txt)"
+        )
+        if found:
+            hint += f", e.g. data.name={found[0]}"
+    elif key == "path" and target.endswith("load_manifest"):
+        hint = ", e.g. data.path=my_data/manifest.csv (a CSV with a label column and image/audio/text columns)"
+    raise ConfigError(
+        f"data.{key} is required by this dataset (data._target_={target}) and has no value: add "
+        f"data.{key}=...{hint}"
+    )
 
 
 def _check_generation(cfg: DictConfig) -> None:

@@ -44,9 +44,10 @@ import dgl
 import torch
 
 from graphmm.data import Sample
-from graphmm.data.io import read_audio, read_image
+from graphmm.data.io import read_audio, read_image, read_text
 from graphmm.data.targets import TargetVocab
 from graphmm.graphs import MultimodalGraphBuilder
+from graphmm.graphtypes import CanonicalEType
 
 __all__ = [
     "Explanation",
@@ -65,7 +66,10 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike[str]
-CanonicalEType = tuple[str, str, str]
+
+#: Peak amplitude below which a clip counts as silent (-80 dBFS): 16-bit audio's
+#: quietest step is 3e-5, so only digital silence or near-silence falls under it.
+SILENCE_PEAK: float = 1e-4
 
 
 class UsageError(ValueError):
@@ -174,6 +178,39 @@ class Predictor:
             raise UsageError("this model was trained without text (graph.text=null); drop input.text")
         name = ", ".join(str(p) for p in (image, audio) if p is not None) or "text input"
         return Sample(text=text, image=img, audio=wave, sample_rate=rate, label=label, id=name)
+
+    def input_warnings(self, sample: Sample) -> list[str]:
+        """What in ``sample`` carries no signal, so that a confident answer on it is suspect.
+
+        Checks what the model reads: silent audio (peak below :data:`SILENCE_PEAK`), an
+        empty or whitespace-only text, a text whose every word is outside the training
+        vocabulary (all ``<unk>``), a text longer than ``graph.text.max_tokens`` (the
+        rest is ignored), and a constant image.
+
+        Args:
+            sample: A sample as :meth:`sample_from_files` makes it.
+
+        Returns:
+            One sentence per problem, naming the modality; ``[]`` when there is none.
+        """
+        b, out = self.builder, []
+        if sample.audio is not None and b.audio is not None:
+            peak = float(sample.audio.abs().max()) if sample.audio.numel() else 0.0
+            if peak < SILENCE_PEAK:
+                out.append(f"audio is silent (peak amplitude {peak:.2g} < {SILENCE_PEAK:g}): it carries no signal")
+        if sample.text is not None and b.text is not None:
+            words = b.text.tokens(sample.text)
+            if not words:
+                out.append("text is empty (no word): it carries no signal")
+            elif b.text.vocab is not None and all(w not in b.text.vocab for w in words):
+                out.append(f"text: none of its {len(words)} words occurs in the training vocabulary (all <unk>)")
+            if b.text.truncated(sample.text):
+                out.append(f"text is longer than graph.text.max_tokens={b.text.max_tokens} words; the rest is ignored")
+        if sample.image is not None and b.image is not None and sample.image.numel():
+            lo, hi = (float(v) for v in torch.aminmax(sample.image))
+            if hi - lo < 1e-6:
+                out.append(f"image is constant (every pixel {lo:.3g}): it carries no signal")
+        return out
 
     def graph(self, samples: Sequence[Sample]) -> dgl.DGLGraph:
         """The batched heterograph of ``samples``, on :attr:`device`."""
@@ -691,11 +728,13 @@ def parse_key_values(argv: Sequence[str], schema: type) -> Any:
 
 @dataclass
 class InputArgs:
-    """Input files and text (``input.image``, ``input.audio``, ``input.text``)."""
+    """Input files and text (``input.image``, ``input.audio``, ``input.text`` or
+    ``input.text_file``, a UTF-8 file, for texts too long for a command line)."""
 
     image: str | None = None
     audio: str | None = None
     text: str | None = None
+    text_file: str | None = None
 
 
 @dataclass
@@ -722,14 +761,16 @@ class PredictArgs:
 
 
 USAGE = """usage: python -m graphmm.predict ckpt_path=RUN/checkpoints/best.pt [input.image=IMG] [input.audio=WAV]
-                                [input.text="..."] [top_k=5] [beam_width=N] [output=text|json] [explain=false]
+                                [input.text="..." | input.text_file=TXT] [top_k=5] [beam_width=N]
+                                [output=text|json] [explain=false]
                                 [explain_dir=DIR]
 
 Predict the class of one multimodal input with a trained model, or generate its text with
 a generation model (e.g. a digits_seq run): the image is resized to the training image
 size (a generation model keeps the width of an image strip) and converted to its
 channels, the audio resampled to the builder's rate. explain=true (GAT classifiers)
-writes attention plots and a per-relation table."""
+writes attention plots and a per-relation table. An input without signal (silent audio,
+empty or all-unknown text, a constant image) is reported under "warnings"."""
 
 
 def run(args: PredictArgs) -> dict[str, Any]:
@@ -745,8 +786,14 @@ def run(args: PredictArgs) -> dict[str, Any]:
     if args.top_k < 1:
         raise UsageError(f"top_k={args.top_k}: must be >= 1")
     inp = args.input
-    if inp.image is None and inp.audio is None and inp.text is None:
-        raise UsageError("give at least one input: input.image=<png|jpg>, input.audio=<wav> or input.text=\"...\"")
+    if inp.text is not None and inp.text_file is not None:
+        raise UsageError("give input.text or input.text_file, not both")
+    if inp.image is None and inp.audio is None and inp.text is None and inp.text_file is None:
+        raise UsageError(
+            "give at least one input: input.image=<png|jpg>, input.audio=<wav>, input.text=\"...\" "
+            "or input.text_file=<txt>"
+        )
+    text = read_text(inp.text_file) if inp.text_file is not None else inp.text
     predictor = load_predictor(args.ckpt_path)
     if args.explain and predictor.task != "classification":
         raise UsageError("explain=true explains classifiers; this checkpoint holds a generation model")
@@ -761,7 +808,7 @@ def run(args: PredictArgs) -> dict[str, Any]:
             f"explain=true needs a graph attention model, but this checkpoint uses conv={gnn.conv!r}; "
             f"train with model.conv=gat or drop explain=true"
         )
-    sample = predictor.sample_from_files(image=inp.image, audio=inp.audio, text=inp.text)
+    sample = predictor.sample_from_files(image=inp.image, audio=inp.audio, text=text)
     result: dict[str, Any] = {
         "checkpoint": str(predictor.ckpt_path),
         "epoch": predictor.epoch,
@@ -772,7 +819,10 @@ def run(args: PredictArgs) -> dict[str, Any]:
             "audio_seconds": (sample.audio.numel() / sample.sample_rate) if sample.audio is not None else None,
             "sample_rate": sample.sample_rate,
             "text": inp.text,
+            "text_file": inp.text_file,
+            "text_chars": len(text) if text is not None else None,
         },
+        "warnings": predictor.input_warnings(sample),
     }
     if predictor.task == "generation":
         if args.beam_width is not None and args.beam_width < 1:
@@ -810,7 +860,10 @@ def format_text(result: dict[str, Any]) -> str:
         parts.append(f"audio {inp['audio']} ({inp['audio_seconds']:.2f} s at {inp['sample_rate']} Hz)")
     if inp["text"] is not None:
         parts.append(f"text {inp['text']!r}")
-    lines = [f"checkpoint: {result['checkpoint']} (epoch {result['epoch']})", "inputs: " + "; ".join(parts), ""]
+    if inp.get("text_file") is not None:
+        parts.append(f"text file {inp['text_file']} ({inp['text_chars']} characters)")
+    lines = [f"checkpoint: {result['checkpoint']} (epoch {result['epoch']})", "inputs: " + "; ".join(parts)]
+    lines += [f"warning: {w}" for w in result.get("warnings", [])] + [""]
     if "generated" in result:
         return "\n".join([*lines, f"generated (beam {result['beam_width']}): {result['generated']}"])
     width = max(len("class"), *(len(r["name"]) for r in result["top_k"]))

@@ -20,12 +20,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from torchmetrics.text import BLEUScore, CharErrorRate, WordErrorRate
-from tqdm.auto import tqdm
 
 from graphmm.data.sample import Sample
 from graphmm.ddp import DistContext
 from graphmm.data.targets import TargetVocab
 from graphmm.graphs import MultimodalGraphBuilder
+from graphmm.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,6 @@ __all__ = ["ClassificationTask", "GenerationTask", "Task", "make_task", "sequenc
 #: Metrics where smaller is better (early stopping and ``best.pt`` use this).
 LOWER_IS_BETTER: frozenset[str] = frozenset({"loss", "wer", "cer"})
 
-
-def _where(sample: Sample, index: int) -> str:
-    return f"sample {sample.id!r} (index {index})" if sample.id is not None else f"sample at index {index}"
 
 
 class Task:
@@ -99,7 +96,7 @@ class ClassificationTask(Task):
 
     def check(self, sample: Sample, index: int) -> None:
         if sample.label is None:
-            raise ValueError(f"{_where(sample, index)}: has no label, which classification needs")
+            raise ValueError(f"{sample.where(index)}: has no label, which classification needs")
 
     def fit(self, splits: dict[str, list[Sample]], class_names: list[str] | None = None) -> None:
         labels = {name: [s.label for s in samples] for name, samples in splits.items()}
@@ -166,7 +163,7 @@ def evaluate_classifier(
     """
     model.eval()
     total, n, correct, logits_all, labels = 0.0, 0, 0, [], []
-    bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(loader, enabled=progress, desc=desc, unit="batch")
     for g, y in bar:
         g, y = g.to(device), y.to(device)
         logits = model(g)
@@ -209,7 +206,7 @@ class _Seq2SeqCollate:
         self.builder, self.vocab = builder, vocab
 
     def __call__(self, samples: Sequence[Sample]) -> tuple[dgl.DGLGraph, torch.Tensor]:
-        wheres = [_where(s, i) for i, s in enumerate(samples)]
+        wheres = [s.where(i) for i, s in enumerate(samples)]
         for s, w in zip(samples, wheres):
             if s.target is None:
                 raise ValueError(f"{w}: has no target text, which generation needs")
@@ -262,8 +259,8 @@ class GenerationTask(Task):
 
     def check(self, sample: Sample, index: int) -> None:
         if sample.target is None:
-            raise ValueError(f"{_where(sample, index)}: has no target text, which generation needs")
-        self.vocab.tokenize(sample.target, where=_where(sample, index))  # empty target: a clear error
+            raise ValueError(f"{sample.where(index)}: has no target text, which generation needs")
+        self.vocab.tokenize(sample.target, where=sample.where(index))  # empty target: a clear error
 
     def fit(self, splits: dict[str, list[Sample]], class_names: list[str] | None = None) -> None:
         if not splits["train"]:
@@ -306,7 +303,7 @@ class GenerationTask(Task):
         total, n_tok, preds = 0.0, 0, []
         beam = self.beam_width if final else 1
         index = _indices(loader, len(samples))
-        bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress, dynamic_ncols=True)
+        bar = progress_bar(loader, enabled=progress, desc=desc, unit="batch")
         for g, y in bar:
             g, y = g.to(device), y.to(device)
             logits = model(g, y[:, :-1])

@@ -10,37 +10,52 @@ import copy
 import csv
 import inspect
 import logging
+import os
+import shlex
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from tqdm.auto import tqdm  # the type of progress_bar()'s bars
 
 from graphmm.config import CONF_DIR, ConfigError, check_writable, to_container, validate_config
 from graphmm.data import MODALITIES, ModalityDropout, Sample
 from graphmm.ddp import DistContext, init_distributed
 from graphmm.graphs import MultimodalGraphBuilder
 from graphmm.loggers import make_logger, require
+from graphmm.progress import bars_enabled, progress_bar
 from graphmm.runstate import (
     EpochSampler,
     EpochView,
+    check_resume_config,
     checkpoint_name,
+    find_last_run,
     load_resume_state,
+    load_weights,
     prune_checkpoints,
+    rebuild_scheduler,
     rng_state,
     set_rng_state,
 )
 from graphmm.tasks import LOWER_IS_BETTER, ClassificationTask, Task, make_task
-from graphmm.tasks import evaluate_classifier as evaluate
-from graphmm.utils import load_checkpoint, resolve_device, save_checkpoint, seed_everything, write_json
+from graphmm.utils import (
+    load_checkpoint,
+    remove_orphaned_temp_files,
+    resolve_device,
+    save_checkpoint,
+    seed_everything,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +69,74 @@ def output_dir(cfg: DictConfig) -> Path:
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     return Path("outputs") / str(cfg.name)
+
+
+def run_directory(cfg: DictConfig) -> Path:
+    """The folder a run writes to: :func:`output_dir`, except that
+    ``trainer.resume=last`` continues in the folder beside it with the newest
+    resumable checkpoint (for Hydra's ``outputs/<name>/<time>``: the last run of that
+    name); without one the run starts fresh where it is. Outside Hydra and without
+    ``output_dir`` the folder is always ``outputs/<name>``, and ``last`` is ``auto``."""
+    out = output_dir(cfg)
+    if cfg.trainer.get("resume") != "last" or not (cfg.get("output_dir") or HydraConfig.initialized()):
+        return out
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise ConfigError(
+            "trainer.resume=last picks one earlier run, which the jobs of a sweep cannot share; give each job "
+            "its folder instead: output_dir=<run dir> trainer.resume=auto"
+        )
+    last = find_last_run(out.parent)
+    if last is None:
+        log.warning("trainer.resume=last: no run directory in %s holds a checkpoint; starting fresh in %s",
+                    out.parent, out)
+        return out
+    if last != out:
+        log.info("trainer.resume=last: continuing %s, the run in %s with the newest checkpoint "
+                 "(this log stays in %s)", last, out.parent, out)
+    return last
+
+
+def _resume_command(last: Path) -> str:
+    """The command that continues ``last``: this run's overrides with ``trainer.resume=last``."""
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "trainer.resume"]
+    command = shlex.join(["python", "-m", "graphmm.train", *kept, "trainer.resume=last"])
+    return f"{command} (or output_dir={shlex.quote(str(last))} trainer.resume=auto)"
+
+
+def find_resume(
+    cfg: DictConfig, out: Path, device: torch.device
+) -> tuple[dict[str, Any], Path, dict[str, tuple[Any, Any]]] | None:
+    """The checkpoint ``trainer.resume`` asks for, checked against ``cfg``.
+
+    Returns ``(state, path, changes)``, ``changes`` being the config differences the
+    resume applies (:func:`graphmm.runstate.check_resume_config`), or ``None`` for a
+    fresh start. ``trainer.resume=auto`` in a new Hydra run directory (no
+    ``output_dir`` given) while an earlier run of the same name has checkpoints logs a
+    warning with the command that continues that run.
+
+    Raises:
+        ConfigError: the config differs from the checkpoint's in a key that is not
+            safe to change, and ``trainer.resume_force`` is false.
+    """
+    tcfg = cfg.trainer
+    found = load_resume_state(tcfg.resume, out / "checkpoints", device)
+    if found is None:
+        # a single run's time-stamped folder of its own (a sweep job's neighbours are the other jobs)
+        new_dir = not cfg.get("output_dir") and HydraConfig.initialized() and HydraConfig.get().mode != RunMode.MULTIRUN
+        last = find_last_run(out.parent) if tcfg.resume == "auto" and new_dir else None
+        if last is not None and last != out:
+            log.warning(
+                "trainer.resume=auto found no checkpoint in %s: without output_dir every run gets a new directory; "
+                "starting fresh. To continue the last run of %r (%s), run: %s",
+                out, str(cfg.name), last, _resume_command(last),
+            )
+        else:
+            log.info("trainer.resume=%s: no checkpoint in %s, starting fresh", tcfg.resume, out / "checkpoints")
+        return None
+    state, path = found
+    changes = check_resume_config(state.get("config"), to_container(cfg), path, force=bool(tcfg.get("resume_force")))
+    return state, path, changes
 
 
 #: Keys of a model config that configure the task (targets, decoding), not the module.
@@ -144,12 +227,43 @@ def make_loader(
     )
 
 
+#: Columns of ``skipped.csv``: the step that left the item out (``read``: the dataset
+#: loader, ``screen``: :func:`screen_samples`), its split (empty when the loader drops it
+#: before splitting), its id (or index in its split), where it came from (file, or
+#: ``manifest:line``) and why.
+SKIPPED_COLUMNS: tuple[str, ...] = ("stage", "split", "id", "source", "reason")
+
+
+def loader_skips(splits: Any) -> list[dict[str, str]]:
+    """The items a file-based loader left out (``on_error=skip``), as ``skipped.csv`` rows.
+
+    Reads :attr:`~graphmm.data.ManifestSplits.skipped_rows` (``(line, id, reason)``)
+    or :attr:`~graphmm.data.io.DataSplits.skipped_items` (``(where, reason)``); a
+    dataset without either gives ``[]``.
+    """
+    if getattr(splits, "skipped_rows", None) is not None:
+        path = getattr(splits, "path", "")
+        return [{"stage": "read", "split": "", "id": rid or "", "source": f"{path}:{line}", "reason": reason}
+                for line, rid, reason in splits.skipped_rows]
+    return [{"stage": "read", "split": "", "id": "", "source": where, "reason": reason}
+            for where, reason in getattr(splits, "skipped_items", None) or []]
+
+
+def count_truncated(splits: dict[str, list[Sample]], builder: MultimodalGraphBuilder) -> int:
+    """Texts that ``graph.text.max_tokens`` cuts, over all splits (0 without a text builder)."""
+    cut = getattr(builder.text, "truncated", None)
+    if cut is None:
+        return 0
+    return sum(cut(s.text) for samples in splits.values() for s in samples if isinstance(s.text, str))
+
+
 def screen_samples(
     splits: dict[str, list[Sample]],
     builder: MultimodalGraphBuilder,
     on_error: str,
     progress: bool = False,
     task: Task | None = None,
+    record: list[dict[str, str]] | None = None,
 ) -> tuple[dict[str, list[Sample]], dict[str, int]]:
     """Check every sample once before training: its modalities (``builder.validate``)
     and what the task needs (a label, or a non-empty target; default: classification).
@@ -157,13 +271,15 @@ def screen_samples(
     With ``on_error="raise"`` the first bad sample stops the run with its split, id
     and problem; with ``"skip"`` each bad sample is logged (id and reason) and left
     out, and the counts per split are returned. ``progress`` shows a bar per split.
+    ``record``, when given, receives one row per skipped sample in the columns of
+    ``skipped.csv`` (:data:`SKIPPED_COLUMNS`).
     """
     task = task if task is not None else ClassificationTask()
     kept: dict[str, list[Sample]] = {}
     skipped: dict[str, int] = {}
     for name, samples in splits.items():
         good = []
-        bar = tqdm(samples, desc=f"screen {name}", unit="sample", leave=False, disable=not progress, dynamic_ncols=True)
+        bar = progress_bar(samples, enabled=progress, desc=f"screen {name}", unit="sample")
         for i, s in enumerate(bar):
             try:
                 builder.validate(s, i)
@@ -172,6 +288,9 @@ def screen_samples(
                 if on_error == "raise":
                     raise ValueError(f"{name} split: {err} (set data.on_error=skip to leave such samples out)") from err
                 log.warning("skipping %s sample %r: %s", name, s.id if s.id is not None else i, err)
+                if record is not None:
+                    record.append({"stage": "screen", "split": name, "id": str(s.id if s.id is not None else i),
+                                   "source": "", "reason": str(err)})
                 continue
             good.append(s)
         kept[name], skipped[name] = good, len(samples) - len(good)
@@ -202,10 +321,7 @@ class _Ticking(Sequence[T]):
 
 def fit_builder(builder: MultimodalGraphBuilder, samples: Sequence[Sample], progress: bool = False) -> None:
     """``builder.fit(samples)``, with a bar over the samples when ``progress``."""
-    with tqdm(
-        total=len(samples), desc="fit graph builder", unit="sample", leave=False, disable=not progress,
-        dynamic_ncols=True,
-    ) as bar:
+    with progress_bar(total=len(samples), enabled=progress, desc="fit graph builder", unit="sample") as bar:
         builder.fit(_Ticking(samples, bar, after="vocabulary and feature statistics") if progress else samples)
 
 
@@ -235,9 +351,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ``trainer.checkpoint_every_n_steps`` steps (``checkpoints/step-*.pt``, the newest
     ``trainer.keep_checkpoints`` kept) with everything needed to continue exactly:
     weights, optimizer, scheduler, EMA, RNG states, epoch, step and position in the
-    epoch, early-stopping state and history. ``trainer.resume=auto`` continues from
-    the newest valid one in the run directory, ``trainer.resume=<path>`` from that
-    file; the result equals that of an uninterrupted run.
+    epoch, early-stopping state, history and the composed config.
+    ``trainer.resume=auto`` continues from the newest valid one in the run directory,
+    ``trainer.resume=last`` from the newest run directory of the same name (see
+    :func:`run_directory`), ``trainer.resume=<path>`` from that file; the result
+    equals that of an uninterrupted run. A config that differs from the checkpoint's
+    outside :data:`graphmm.runstate.RESUME_SAFE_KEYS` is refused, naming each key,
+    unless ``trainer.resume_force=true``; a changed ``trainer.max_epochs`` rebuilds
+    the learning-rate schedule for the new length.
 
     Files in the run directory: ``metrics.json`` (deterministic for a seed and
     config), ``timing.json``, ``history.csv`` (one row per epoch), ``curves.png``
@@ -249,6 +370,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     ``trainer.progress`` shows bars on stderr for screening, fitting the graph
     builder, epochs, batches and every evaluation; none of them draws random numbers.
+    They appear only when stderr is a terminal (or in a Jupyter notebook), so a log
+    file gets no redraw escapes; every epoch also logs one INFO line.
 
     ``trainer.strategy=ddp`` under ``torchrun`` trains with DistributedDataParallel
     (see :mod:`graphmm.ddp`): ``trainer.batch_size`` is the global batch, metrics are
@@ -270,28 +393,51 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
     tcfg = cfg.trainer
     # every process writes into rank 0's folder (Hydra may time-stamp each differently)
-    out = Path(ctx.broadcast(str(output_dir(cfg))))
+    out = Path(ctx.broadcast(str(run_directory(cfg)) if ctx.is_main else None))
     if ctx.is_main:
         check_writable(out)
+        for folder in (out, out / "checkpoints"):  # before this run writes anything there
+            removed = remove_orphaned_temp_files(folder)
+            if removed:
+                log.info("removed %d temporary file(s) an interrupted write left in %s: %s", len(removed), folder,
+                         ", ".join(p.name for p in removed))
     device = resolve_device(tcfg.device)
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
+    # the checkpoint to continue from, checked against this config before any data are loaded
+    resume = find_resume(cfg, out, device) if tcfg.resume else None
     seed_everything(cfg.seed)
-    show = bool(tcfg.progress) and ctx.is_main
+    show = bars_enabled(tcfg.progress) and ctx.is_main  # never into a log file
 
     t0 = time.perf_counter()
     splits, on_error = load_splits(cfg.data)
-    read_skipped = int(getattr(splits, "skipped", 0))  # rows a file-based loader dropped (on_error=skip)
+    # one list of what was left out, the loader's drops and the screening's, so that the
+    # `data:` line, metrics.json and skipped.csv give the same count
+    skip_rows = loader_skips(splits)
+    read_skipped = len(skip_rows) or int(getattr(splits, "skipped", 0))  # a loader that counts but does not list
     # names of the class ids, when the dataset knows them (e.g. string labels of a manifest)
     class_names = [str(c) for c in getattr(splits, "classes", None) or []] or None
     builder: MultimodalGraphBuilder = instantiate(cfg.graph)
     task = make_task(cfg.model)
-    splits, skipped = screen_samples(splits, builder, on_error, progress=show, task=task)
+    splits, skipped = screen_samples(splits, builder, on_error, progress=show, task=task, record=skip_rows)
+    n_skipped = read_skipped + sum(skipped.values())
+    if ctx.is_main and skip_rows:
+        _write_rows(out / "skipped.csv", skip_rows, SKIPPED_COLUMNS)
+    truncated = count_truncated(splits, builder)
+    if truncated:
+        log.warning(
+            "text: truncated %d document(s) to graph.text.max_tokens=%d words (null keeps every word)",
+            truncated, builder.text.max_tokens,
+        )
     fit_builder(builder, splits["train"], progress=show)
     if tcfg.cache_dir:
         builder.use_cache(tcfg.cache_dir)  # per-sample features reused by later epochs, runs and sweep jobs
     task.fit(splits, class_names)
-    log.info("data: %s (skipped %s)", {k: len(v) for k, v in splits.items()}, skipped)
+    log.info(
+        "data: %s (skipped %d: %d while reading the files, %s by the sample checks%s)",
+        {k: len(v) for k, v in splits.items()}, n_skipped, read_skipped, skipped,
+        f"; listed in {out / 'skipped.csv'}" if skip_rows else "",
+    )
     log.info("graph: %s", builder)
 
     model = build_model(cfg.model, builder, **task.model_kwargs()).to(device)
@@ -352,27 +498,30 @@ def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
         )
 
     resumed = False
-    if tcfg.resume:
-        found = load_resume_state(tcfg.resume, ckpt_dir, device)
-        if found is None:
-            log.info("trainer.resume=auto: no checkpoint in %s, starting fresh", ckpt_dir)
-        else:
-            state, path = found
-            model.load_state_dict(state["train_model"])
-            optimizer.load_state_dict(state["optimizer"])
-            if scheduler is not None and state.get("scheduler") is not None:
-                scheduler.load_state_dict(state["scheduler"])
-            if ema is not None and state.get("ema") is not None:
-                ema.load_state_dict(state["ema"])
-            builder.load_state_dict(state["builder"])
-            task.load_state_dict(state)
-            run.update(state["run"])
-            best_weights = state.get("best_model")
-            if best_weights is not None:
-                save_best()
-            set_rng_state(state["rng"])  # last, so nothing after it draws before training resumes
-            resumed = True
-            log.info("resumed from %s (epoch %d, step %d)", path, run["epoch"], run["step"])
+    if resume is not None:
+        state, path, changes = resume
+        load_weights(model, state["train_model"], path)
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+            if any(k.startswith("trainer.scheduler.") for k in changes):
+                # e.g. T_max following a changed max_epochs: the new schedule, at the epoch reached
+                scheduler = rebuild_scheduler(instantiate(tcfg.scheduler), optimizer, scheduler.last_epoch)
+                log.info("learning-rate schedule rebuilt for the new config: lr=%.6g at epoch %d",
+                         optimizer.param_groups[0]["lr"], scheduler.last_epoch)
+        if ema is not None and state.get("ema") is not None:
+            load_weights(ema, state["ema"], path)
+        builder.load_state_dict(state["builder"])
+        task.load_state_dict(state)
+        run.update(state["run"])
+        if "trainer.patience" in changes:  # an early stop is undone, or made, by the new patience
+            run["stopped"] = run["bad_epochs"] >= tcfg.patience
+        best_weights = state.get("best_model")
+        if best_weights is not None:
+            save_best()
+        set_rng_state(state["rng"])  # last, so nothing after it draws before training resumes
+        resumed = True
+        log.info("resumed from %s (epoch %d, step %d)", path, run["epoch"], run["step"])
 
     def save(epoch_end: bool) -> None:
         # never let a diverged model replace the last good checkpoint on disk
@@ -411,13 +560,9 @@ def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
         first = run["epoch"] + 1 if run["epoch_end"] else run["epoch"]
         if run["epoch_end"]:
             run.update(batch=0, running=0.0, seen=0)
-        epochs = tqdm(
-            range(first, tcfg.max_epochs),
-            desc="epochs",
-            initial=first,
-            total=tcfg.max_epochs,
-            disable=not show,
-            dynamic_ncols=True,
+        epochs = progress_bar(
+            range(first, tcfg.max_epochs), enabled=show, desc="epochs", initial=first, total=tcfg.max_epochs,
+            leave=True,
         )
         for epoch in [] if run["stopped"] else epochs:
             run["epoch"] = epoch
@@ -425,11 +570,10 @@ def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
             train_loader.sampler.set_epoch(epoch, skip=run["batch"] * tcfg.batch_size)
             limit = tcfg.limit_train_batches
             todo = run["batch"] + len(train_loader)  # batches of this epoch, done ones included
-            batches = tqdm(
+            batches = progress_bar(
                 train_loader,
+                enabled=show,
                 desc=f"epoch {epoch}",
-                leave=False,
-                disable=not show,
                 initial=run["batch"],
                 total=todo if limit is None else min(limit, todo),
             )
@@ -534,7 +678,8 @@ def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
             "epochs": len(run["history"]),
             "steps": run["step"],
             "num_params": n_params,
-            "data/skipped": read_skipped + sum(skipped.values()),
+            "data/skipped": n_skipped,
+            "data/truncated": truncated,
         }
         if ctx.is_main:
             write_json(out / "metrics.json", metrics)
@@ -582,6 +727,13 @@ def _fmt(metrics: dict[str, float], prefix: str) -> str:
     return " ".join(f"{prefix}/{k}={v:.4f}" for k, v in metrics.items())
 
 
+def _write_rows(path: Path, rows: list[dict[str, str]], columns: Sequence[str]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns))
+        w.writeheader()
+        w.writerows(rows)
+
+
 def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
     if not rows:
         return
@@ -591,12 +743,58 @@ def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
         w.writerows(rows)
 
 
+def describe_run(cfg: DictConfig, choices: Mapping[str, Any] | None = None) -> str:
+    """One line naming what a run trains, e.g. ``run digits: data=digits
+    model=hetero_gnn(conv=gat, hidden=64, layers=3) trainer(max_epochs=40, batch_size=64,
+    lr=0.003, device=cpu) seed=0 -> outputs/digits/...``.
+
+    Args:
+        cfg: The composed config.
+        choices: The option picked in each config group (Hydra's
+            ``HydraConfig.get().runtime.choices``); a group without one is named by its
+            ``_target_``'s class, and ``experiment``, ``hparams_search`` and ``debug``
+            are named only when picked.
+    """
+    choices = dict(choices or {})
+
+    def picked(group: str) -> str:
+        if choices.get(group):
+            return str(choices[group])
+        return str(OmegaConf.select(cfg, f"{group}._target_", default="?")).rsplit(".", 1)[-1]
+
+    model = cfg.model
+    # `conv` only means something to the graph models; the baselines ignore it
+    arch = [f"conv={model.conv}"] if "conv" in model and "Graph" in str(model.get("_target_", "Graph")) else []
+    arch += [f"{label}={model[key]}" for key, label in (("hidden", "hidden"), ("num_layers", "layers")) if key in model]
+    t = cfg.trainer
+    trainer = [f"max_epochs={t.max_epochs}", f"batch_size={t.batch_size}",
+               f"lr={OmegaConf.select(t, 'optimizer.lr', default='?')}", f"device={t.device}"]
+    picks = [f"{g}={choices[g]}" for g in ("experiment", "hparams_search", "debug") if choices.get(g)]
+    return (f"run {cfg.name}: data={picked('data')} model={picked('model')}({', '.join(arch)}) "
+            f"trainer({', '.join(trainer)}) seed={cfg.seed} {' '.join(picks)}".rstrip()
+            + f" -> {output_dir(cfg)}")
+
+
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     """Hydra wrapper; returns the monitored validation metric, so that sweepers tune
-    on validation and never on test."""
-    log.info("config:\n%s", OmegaConf.to_yaml(cfg))
-    metrics = train(cfg)
+    on validation and never on test.
+
+    It logs one INFO line naming the run (:func:`describe_run`); the whole composed
+    config goes to DEBUG (``hydra.verbose=true``) and is in the run directory's
+    ``.hydra/config.yaml``, so a sweep's log does not repeat it for every job.
+    """
+    log.info("%s", describe_run(cfg, HydraConfig.get().runtime.choices))
+    log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
+    try:
+        metrics = train(cfg)
+    except ConfigError as err:
+        # A config that cannot run is the user's to fix, not a bug: one line, no
+        # traceback. A sweep re-raises so that its summary records the job's error.
+        if HydraConfig.get().mode == RunMode.MULTIRUN or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        log.error("config error: %s", err)
+        sys.exit(1)
     shown = [k for k in ("test/acc", "test/f1", "test/exact", "test/wer", "test/cer", "test/bleu", "val/acc",
                          "val/exact") if k in metrics]
     print("  ".join([*(f"{k}={metrics[k]:.4f}" for k in shown), f"epochs={metrics['epochs']}"]))

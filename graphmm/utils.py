@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
-import tempfile
+import re
+import secrets
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +59,35 @@ def resolve_device(name: str) -> torch.device:
     raise RuntimeError(f"trainer.device=cuda is not usable: {problem}")
 
 
+#: How :func:`atomic_write_bytes` names its temporary files (``.<name>.<random>.tmp``);
+#: :func:`remove_orphaned_temp_files` deletes the ones a killed write left behind.
+TEMP_GLOB = ".*.tmp"
+
+
+def _open_temp(path: Path) -> tuple[int, Path]:
+    """A new, exclusively created temporary file next to ``path``.
+
+    Created with mode ``0o666`` so that the kernel applies the process umask, as a
+    plain ``open(path, "w")`` does (``tempfile.mkstemp`` would force ``0o600``, and
+    the rename would carry that mode to the final file).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file next to {str(path)!r}")
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one,
-    never a torn one: a temporary file in the same folder, fsync, then rename."""
+    never a torn one: a temporary file in the same folder, fsync, then rename. The
+    file's mode follows the umask (``0o644`` under the usual ``022``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _open_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -81,6 +107,25 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         pass
 
 
+def remove_orphaned_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_write_bytes` that a killed process
+    left in ``folder`` (not in its subfolders); returns the removed paths.
+
+    Call it only where no other process is writing at the same time (a run's own
+    folders at its start), never on a folder shared by concurrent jobs such as a
+    feature cache.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in sorted(folder.glob(TEMP_GLOB)):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
@@ -96,11 +141,49 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``: tensors and plain containers only,
-    so a file carrying a pickled code payload is refused instead of run."""
+    so a file carrying a pickled code payload is refused instead of run.
+
+    Every failure is one line naming the file: ``FileNotFoundError`` when it is
+    missing, ``RuntimeError`` when it is empty, truncated or corrupt, or holds objects
+    other than tensors and plain containers. None of them suggests
+    ``weights_only=False``, which would run whatever code the file carries.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    size = path.stat().st_size
+    if size == 0:
+        raise RuntimeError(f"{path}: the checkpoint file is empty (0 bytes)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        raise RuntimeError(f"cannot load checkpoint {str(path)!r} safely: {err}") from err
+    except PermissionError as err:
+        raise RuntimeError(f"{path}: cannot read the checkpoint file: {err.strerror}") from None
+    except pickle.UnpicklingError as err:
+        # torch's text advises weights_only=False; keep only its reason (e.g. the class it refused)
+        text = str(err)
+        reason = _first_line(text.split(_UNPICKLER, 1)[1] if _UNPICKLER in text else text) or type(err).__name__
+        raise RuntimeError(
+            f"cannot load checkpoint {str(path)!r} safely: it holds something other than tensors and plain "
+            f"containers, or is corrupt ({reason})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        # what torch's zip reader raises on a cut or damaged file, e.g. "PytorchStreamReader
+        # failed reading zip archive: failed finding central directory", EOFError, EINVAL
+        reason = _first_line(str(err))
+        if isinstance(err, RuntimeError) and not _ZIP_ERROR.search(str(err)):
+            # not the file's bytes (e.g. a CUDA tensor loaded without CUDA): say what torch said
+            raise RuntimeError(f"cannot load checkpoint {str(path)!r}: {reason}") from None
+        if not isinstance(err, RuntimeError):
+            reason = f"{type(err).__name__}: {reason}" if reason else type(err).__name__
+        raise RuntimeError(f"{path}: the checkpoint file is truncated or corrupt ({size} bytes): {reason}") from None
+
+
+_UNPICKLER = "WeightsUnpickler error:"
+# torch's zip reader (caffe2's inline_container) on a damaged archive
+_ZIP_ERROR = re.compile(r"PytorchStreamReader|inline_container|zip archive|archive is corrupted")
+
+
+def _first_line(text: str) -> str:
+    # torch's advice to pass weights_only=False is never passed on: it would run the file's code
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return "" if "weights_only" in line else line

@@ -129,3 +129,19 @@ def test_unwritable_output_dir(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(ConfigError, match="output_dir=.*not a writable folder"):
         check_writable(blocker / "run")
+
+
+def test_a_missing_required_data_key_names_it_and_lists_the_corpora(make_cfg, tmp_path):
+    root = tmp_path / "text"
+    (root / "corpus").mkdir(parents=True)
+    for name in ("demo", "other"):
+        (root / f"{name}.txt").write_text("0\ttrain\tpos\n")
+        (root / "corpus" / f"{name}.txt").write_text("good film\n")
+    (root / "stray.txt").write_text("no corpus file beside it\n")
+    with pytest.raises(ConfigError, match=r"data.name is required .*corpora found under data.root=.*\['demo', 'other'\]"):
+        validate_config(make_cfg(["data=textcls", f"data.root={root}"]))
+    with pytest.raises(ConfigError, match=r"data.name is required .*holds no corpus"):
+        validate_config(make_cfg(["data=textcls", f"data.root={tmp_path / 'nowhere'}"]))
+    with pytest.raises(ConfigError, match=r"data.path is required .*data.path=my_data/manifest.csv"):
+        validate_config(make_cfg(["data=manifest"]))
+    validate_config(make_cfg(["data=textcls", f"data.root={root}", "data.name=demo"]))

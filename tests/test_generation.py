@@ -307,14 +307,6 @@ def test_predict_reproduces_run_generations_in_a_new_process(make_cfg, tmp_path)
     assert result["inputs"]["image_shape"] == list(s.image.shape)
 
 
-@pytest.mark.parametrize("module", ["graphmm.nn.generation", "graphmm.data.targets", "graphmm.data.sequences"])
-def test_docstring_examples_run(module: str) -> None:
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
-
 
 SHARED_DATA = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

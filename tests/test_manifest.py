@@ -395,3 +395,87 @@ def test_train_end_to_end_on_a_manifest(make_cfg, tmp_path, caplog):
     predictor = load_predictor(tmp_path / "run" / "checkpoints" / "best.pt")
     assert predictor.class_names == ["cat", "dog", "owl"]
     assert "cat" in (tmp_path / "run" / "confusion.csv").read_text()
+
+
+# ---------------------------------------------------------------- large inputs (issue 17, section 3)
+def test_a_huge_image_is_resized_at_load_time_to_the_first_train_image_size(tmp_path, caplog):
+    rows = [[s, name, _png(tmp_path / f"{name}{s}.png", _image(c, 0)).name]
+            for c, name in enumerate(CLASSES[:2]) for s in ("train", "val", "test")]
+    big = np.random.default_rng(0).integers(0, 255, (2000, 2000), dtype=np.uint8)
+    rows.append(["train", "owl", _png(tmp_path / "big.png", big).name])  # 4 million pixels
+    path = _manifest(tmp_path / "m.csv", ["split", "label", "image"], rows)
+    with caplog.at_level(logging.INFO, logger="graphmm.data.manifest"):
+        splits = load_manifest(path)
+    assert {tuple(s.image.shape) for n in splits for s in splits[n]} == {(1, 8, 8)}
+    assert "resized 1 of 7 images to 8 x 8" in caplog.text
+    # a stated size wins; one over the pixel budget is refused before any file is read
+    assert load_manifest(path, image_size=[4, 6])["train"][-1].image.shape == (1, 4, 6)
+    with pytest.raises(ValueError, match=r"image_size \[2000, 2000\] has 4000000 pixels, over max_image_pixels"):
+        load_manifest(path, image_size=[2000, 2000])
+
+
+def test_an_image_over_the_pixel_budget_is_a_bad_row_naming_the_file(tmp_path):
+    rows = [[s, name, f"{name} text {s}", ""] for name in ("cat", "dog") for s in ("train", "val", "test")]
+    rows.append(["train", "dog", "", _png(tmp_path / "huge.png", np.zeros((40, 40), np.uint8)).name])
+    path = _manifest(tmp_path / "m.csv", ["split", "label", "text", "image"], rows)
+    with pytest.raises(ValueError, match=r"line 8 .*huge.png' is 40 x 40 = 1600 pixels, over data.max_image_pixels=1000"):
+        load_manifest(path, max_image_pixels=1000)
+    splits = load_manifest(path, max_image_pixels=1000, on_error="skip")
+    assert splits.skipped == 1 and "huge.png" in splits.skipped_rows[0][2] and len(splits["train"]) == 2
+    assert load_manifest(path, max_image_pixels=None)["train"][-1].image.shape == (1, 40, 40)
+
+
+def test_mixed_rgb_and_greyscale_names_the_key_and_a_file_of_each_kind(tmp_path):
+    rows = [[s, "cat", _png(tmp_path / f"g{s}.png", _image(0, 1)).name] for s in ("train", "val", "test")]
+    rows.append(["train", "cat", _png(tmp_path / "colour.png", np.zeros((8, 8, 3), np.uint8)).name])
+    path = _manifest(tmp_path / "m.csv", ["split", "label", "image"], rows)
+    for policy in ("raise", "skip"):  # a setting to fix, not a bad row
+        with pytest.raises(ValueError, match="data.image_channels") as err:
+            load_manifest(path, on_error=policy)
+        assert "gtrain.png' (line 2) is greyscale" in str(err.value) and "colour.png' (line 5) is RGB" in str(err.value)
+    for channels in (1, 3):
+        splits = load_manifest(path, image_channels=channels)
+        assert {s.image.shape[0] for n in splits for s in splits[n]} == {channels}
+
+
+def test_long_inline_text_and_text_files(tmp_path, caplog):
+    long_text = "word " * 40_000  # 200,000 characters: over csv's default cell limit of 131,072
+    (tmp_path / "doc.txt").write_text("a text from a file\n", encoding="utf-8")
+    rows = [["train", "cat", long_text, ""], ["val", "cat", "short", ""], ["test", "cat", "", "doc.txt"],
+            ["train", "cat", "", "nowhere.txt"], ["train", "cat", "both", "doc.txt"]]
+    path = _manifest(tmp_path / "m.csv", ["split", "label", "text", "text_file"], rows)
+    with pytest.raises(ValueError, match=r"line 6 \(no id\): both text and text_file are filled"):
+        load_manifest(path)
+    with caplog.at_level(logging.WARNING, logger="graphmm.data.manifest"):
+        splits = load_manifest(path, on_error="skip")
+    assert splits["train"][0].text == long_text and splits["test"][0].text == "a text from a file\n"
+    # rows that do not parse are reported first, then rows whose files fail
+    assert [r[0] for r in splits.skipped_rows] == [6, 5]
+    assert "text file" in splits.skipped_rows[1][2] and "nowhere.txt' does not exist" in splits.skipped_rows[1][2]
+    assert len(long_text) > csv.field_size_limit()  # the reader put the process-wide limit back
+
+
+def test_train_counts_skips_once_and_truncations_and_lists_skips_in_skipped_csv(make_cfg, tmp_path, caplog):
+    folder = tmp_path / "files"
+    path, written = _dataset(folder, per_class=8, split=False)
+    (folder / "img" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    _wav(folder / "wav" / "blip.wav", np.zeros(10, np.float32))  # readable, but shorter than one frame
+    with open(path, "a", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["broken", "cat", "img/broken.png", "", ""])  # line 26: dropped while reading
+        w.writerow(["blip", "cat", "", "wav/blip.wav", ""])  # line 27: dropped by the graph checks
+        w.writerow(["long", "dog", "", "", "bark " * 200])  # over max_tokens=50
+    cfg = make_cfg(["data=manifest", f"data.path={path}", "data.on_error=skip", "graph.text.max_tokens=50", *FAST])
+    with caplog.at_level(logging.INFO):
+        metrics = train(cfg)
+    run = tmp_path / "run"
+    rows = list(csv.DictReader(open(run / "skipped.csv", encoding="utf-8")))
+    assert [(r["stage"], r["id"]) for r in rows] == [("read", "broken"), ("screen", "blip")]
+    assert rows[0]["source"].endswith("manifest.csv:26") and "not an image" in rows[0]["reason"]
+    assert rows[1]["split"] in ("train", "val", "test") and "shorter than one" in rows[1]["reason"]
+    assert metrics["data/skipped"] == 2 == json.loads((run / "metrics.json").read_text())["data/skipped"]
+    data_line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("data: "))
+    assert "(skipped 2: 1 while reading the files" in data_line
+    long_docs = sum(len(t["text"].split()) > 50 for t in written.values())  # 0: the written texts are short
+    assert metrics["data/truncated"] == long_docs + 1
+    assert "truncated 1 document(s) to graph.text.max_tokens=50" in caplog.text

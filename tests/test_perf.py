@@ -11,8 +11,8 @@ import torch
 import graphmm.graphs._util as util
 from graphmm.data import Sample
 from graphmm.graphs import ImageGraphBuilder, MultimodalGraphBuilder
+from graphmm.graphtypes import NodeBlock
 from graphmm.graphs._util import (
-    NodeBlock,
     concat_blocks,
     knn_in_grid,
     knn_in_groups,

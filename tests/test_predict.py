@@ -31,7 +31,8 @@ from graphmm.predict import (
     top_k,
     write_explanation,
 )
-from graphmm.train import build_model, evaluate, load_splits, make_loader, train
+from graphmm.tasks import evaluate_classifier as evaluate
+from graphmm.train import build_model, load_splits, make_loader, train
 from graphmm.utils import save_checkpoint
 
 # two layers, so that the first one also runs the relations into summary nodes
@@ -223,3 +224,34 @@ def test_cli_json_and_explain_in_a_subprocess(run, files, tmp_path):
     assert result["inputs"]["image_shape"] == [1, 8, 8]
     for path in result["explain"]["files"].values():
         assert os.path.isfile(path) and path.startswith(str(tmp_path / "expl"))
+
+
+def test_text_file_input_and_warnings_for_inputs_without_signal(run, files, capsys, tmp_path):
+    ckpt = str(run[1])
+    words = " ".join(["seven"] * 5000)  # over max_tokens=2048, and too long for many shells' ARG_MAX
+    (tmp_path / "big.txt").write_text(words, encoding="utf-8")
+    sf.write(tmp_path / "silence.wav", np.zeros(4000, np.float32), 8000)
+    Image.fromarray(np.full((8, 8), 128, np.uint8)).save(tmp_path / "grey.png")
+
+    def answer(*argv):
+        assert main([f"ckpt_path={ckpt}", "output=json", *argv]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    result = answer(f"input.text_file={tmp_path / 'big.txt'}", f"input.audio={tmp_path / 'silence.wav'}")
+    assert result["inputs"]["text_chars"] == len(words) and result["inputs"]["text"] is None
+    predictor = load_predictor(run[1])
+    s = predictor.sample_from_files(audio=tmp_path / "silence.wav", text=words)
+    assert result["probs"] == pytest.approx(predictor.predict([s])[0].tolist(), abs=1e-5)
+    assert [w.split(" ")[0] for w in result["warnings"]] == ["audio", "text"]
+    assert "silent" in result["warnings"][0] and "max_tokens=2048" in result["warnings"][1]
+    assert answer("input.text=   ", f"input.image={tmp_path / 'grey.png'}")["warnings"] == [
+        "text is empty (no word): it carries no signal", "image is constant (every pixel 0.502): it carries no signal"]
+    assert "all <unk>" in answer("input.text=zzyzx qwfp")["warnings"][0]
+    assert answer(f"input.image={files['image']}", f"input.audio={files['audio']}",
+                  f"input.text={files['text']}")["warnings"] == []
+    assert main([f"ckpt_path={ckpt}", "input.text=x", f"input.text_file={tmp_path / 'big.txt'}"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main([f"ckpt_path={ckpt}", f"input.text_file={tmp_path / 'gone.txt'}"]) == 1
+    assert "gone.txt' does not exist" in capsys.readouterr().err
+    assert main([f"ckpt_path={ckpt}", f"input.audio={tmp_path / 'silence.wav'}"]) == 0
+    assert "warning: audio is silent" in capsys.readouterr().out

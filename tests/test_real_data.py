@@ -520,6 +520,25 @@ def test_load_image_folder_an_unreadable_image_is_named_or_skipped(tmp_path):
     assert s.skipped == 1 and sum(s.sizes().values()) == 15
 
 
+def test_load_image_folder_resizes_a_huge_image_and_refuses_mixed_channels(tmp_path):
+    for k in range(8):
+        _png(tmp_path / "a" / f"{k}.png", k)
+        _png(tmp_path / "b" / f"{k}.png", 100 + k)
+    _png(tmp_path / "b" / "huge.png", 7, size=(2000, 2000))  # 4 million pixels, over the default budget
+    s = load_image_folder(tmp_path)
+    assert {tuple(x.image.shape) for n in s for x in s[n]} == {(1, 6, 6)} and sum(s.sizes().values()) == 17
+    with pytest.raises(ValueError, match=r"huge\.png': 2000 x 2000 = 4000000 pixels, over data.max_image_pixels"):
+        # the only image within the budget would set the common size; there is none here
+        load_image_folder(_png(tmp_path / "solo" / "x" / "huge.png", 7, size=(2000, 2000)).parent.parent,
+                          max_image_pixels=1000)
+    Image.fromarray(np.zeros((6, 6, 3), np.uint8)).save(tmp_path / "a" / "rgb.png")
+    with pytest.raises(ValueError, match=r"data.channels.*") as err:
+        load_image_folder(tmp_path)
+    assert "a/0.png' is greyscale" in str(err.value) and "a/rgb.png' is RGB" in str(err.value)
+    s = load_image_folder(tmp_path, channels=3)
+    assert {x.image.shape[0] for n in s for x in s[n]} == {3}
+
+
 # ---------------------------------------------------------------- avdigits
 def _av(tmp_path: Path, n_images: int = 60):
     audio = _fsdd(tmp_path / "wav", digits=(0, 1, 2), speakers=("ann", "bob"), takes=7, n=400)

@@ -218,3 +218,12 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(make_cfg, tmp_
     newest = load_checkpoint(ckpts[0])
     assert newest["run"]["step"] <= step
     assert all(torch.isfinite(v).all() for v in newest["train_model"].values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_reliability_benchmark_config_cases_pass():
+    """``benchmarks.reliability`` itself runs: its config cases through the real CLI."""
+    res = subprocess.run([sys.executable, "-m", "benchmarks.reliability", "--only", "config", "--no-write"],
+                         cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert "5 of 5 behave as expected" in res.stdout

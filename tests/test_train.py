@@ -201,8 +201,12 @@ def test_missing_tensorboard_fails_before_any_work(make_cfg, tmp_path, monkeypat
     assert not (tmp_path / "run").exists()
 
 
-def test_progress_bars_only_when_asked_and_results_unchanged(make_cfg, tmp_path, capfd):
+def test_progress_bars_only_when_asked_and_results_unchanged(make_cfg, tmp_path, capfd, monkeypatch):
     capfd.readouterr()
+    train(make_cfg([*TINY, "trainer.progress=true", f"output_dir={tmp_path / 'file'}"]))
+    err = capfd.readouterr().err
+    assert "%|" not in err and "epochs" not in err, err[-2000:]  # captured stderr is no terminal: no bars
+    monkeypatch.setattr("graphmm.progress.can_draw", lambda stream=None: True)  # as on a terminal
     on = train(make_cfg([*TINY, "trainer.progress=true", f"output_dir={tmp_path / 'on'}"]))
     err = capfd.readouterr().err
     for bar in ("screen train", "screen val", "screen test", "fit graph builder", "epochs", "epoch 0",

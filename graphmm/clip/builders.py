@@ -46,7 +46,7 @@ from graphmm.clip.loading import (
     text_config,
     vision_config,
 )
-from graphmm.graphs._util import NodeBlock
+from graphmm.graphtypes import NodeBlock
 from graphmm.graphs.image import ImageGraphBuilder
 from graphmm.graphs.text import TextGraphBuilder
 

@@ -23,7 +23,11 @@ Otherwise test and validation are carved out of all images as above. Class ids f
 :func:`~graphmm.data.io.class_index` (folders ``0`` ... ``9`` are ids 0-9). A corrupt
 or truncated image, and a test image whose label never occurs in train, are bad
 files: with ``on_file_error="raise"`` the first one raises a :class:`ValueError`
-naming the file; with ``"skip"`` each is logged, left out and counted.
+naming the file; with ``"skip"`` each is logged, left out and counted. Every image is
+resized to ``size``, by default (``None``) the size of the first train image within
+``max_image_pixels``; an image over that pixel budget after resizing is a bad file.
+Greyscale and RGB files mixed without ``channels`` stop loading naming ``data.channels``
+and a file of each kind (the rules of :func:`graphmm.data.manifest.load_manifest`).
 
 Each sample owns a copy of its pixels: a view into the whole array would make a
 :class:`~torch.utils.data.DataLoader` worker pickle all of it with every sample.
@@ -52,9 +56,11 @@ import numpy as np
 import torch
 
 from graphmm.data.io import (
+    MAX_IMAGE_PIXELS,
     DataSplits,
     FilePolicy,
     class_index,
+    image_file_size,
     read_image,
     stratified_holdout,
 )
@@ -332,6 +338,7 @@ def load_image_folder(
     channels: int | None = None,
     size: int | Sequence[int] | None = None,
     on_file_error: str = "raise",
+    max_image_pixels: int | None = MAX_IMAGE_PIXELS,
 ) -> DataSplits:
     """Load a folder of ``<label>/*.png|jpg`` images into train/val/test image samples.
 
@@ -348,9 +355,13 @@ def load_image_folder(
         seed: Seed of the hold-outs. Default: ``0``.
         channels: ``1`` or ``3`` to convert every image to; ``None`` keeps each file's
             (see :func:`~graphmm.data.io.read_image`). Default: ``None``.
-        size: ``(H, W)``, or one int for a square, to resize every image to; ``None``
-            keeps each file's size. Default: ``None``.
+        size: ``(H, W)``, or one int for a square, to resize every image to; ``None``:
+            the size of the first train image within ``max_image_pixels``.
+            Default: ``None``.
         on_file_error: ``"raise"`` or ``"skip"``: what a bad file does. Default: ``"raise"``.
+        max_image_pixels: Most pixels an image may have after resizing; a larger one
+            is a bad file. ``None``: no limit. Default:
+            :data:`graphmm.data.io.MAX_IMAGE_PIXELS` (1024 x 1024).
 
     Returns:
         DataSplits: ``{"train", "val", "test"}`` lists of :class:`Sample` with
@@ -373,23 +384,54 @@ def load_image_folder(
     if not base.is_dir():
         raise FileNotFoundError(f"{where} does not exist; pass a folder of <label>/*.png folders")
     pair = None if size is None else ((size, size) if isinstance(size, int) else tuple(size))
+    if pair is not None and max_image_pixels is not None and pair[0] * pair[1] > max_image_pixels:
+        raise ValueError(
+            f"{where}: size {list(pair)} has {pair[0] * pair[1]} pixels, over max_image_pixels={max_image_pixels}; "
+            f"use a smaller data.size or raise data.max_image_pixels"
+        )
     presplit = (base / "train").is_dir() and (base / "test").is_dir()
     groups = ("train", "val", "test") if presplit else ("all",)
     files = {g: _folder_files(base / g) if g != "all" else _folder_files(base) for g in groups
              if g == "all" or (base / g).is_dir()}
     if not any(files.values()):
         raise ValueError(f"{where} holds no image: expected <label>/*.png|jpg" + (" under train/ and test/" if presplit else ""))
+    if pair is None:  # the first train image within the budget sets the common size
+        sizes = (image_file_size(path) for path, _ in files.get("train", files.get("all", [])))
+        pair = next((hw for hw in sizes if hw is not None and (max_image_pixels is None
+                                                               or hw[0] * hw[1] <= max_image_pixels)), None)
 
     images: dict[str, list[tuple[torch.Tensor, str, str]]] = {}
+    first_of: dict[int, Path] = {}  # a file of each channel count, for the mixed-channels error
+    n_resized = 0
     for g, entries in files.items():
         images[g] = []
         for path, label in entries:
+            hw = image_file_size(path)
+            target = pair or hw
+            if target is not None and max_image_pixels is not None and target[0] * target[1] > max_image_pixels:
+                policy.bad(
+                    f"image file {str(path)!r}",
+                    f"{target[0]} x {target[1]} = {target[0] * target[1]} pixels, over data.max_image_pixels="
+                    f"{max_image_pixels}; set data.size=[H, W] to resize every image, or raise data.max_image_pixels",
+                )
+                continue
             try:
                 img = read_image(path, channels=channels, size=pair)
             except (ValueError, OSError) as err:
                 policy.bad(f"image file {str(path)!r}", str(err))
                 continue
+            n_resized += hw is not None and pair is not None and hw != tuple(pair)
+            first_of.setdefault(int(img.shape[0]), path)
             images[g].append((img, label, path.relative_to(base).as_posix()))
+    if len(first_of) > 1:
+        kinds = {1: "greyscale (1 channel)", 3: "RGB (3 channels)"}
+        shown = "; ".join(f"{str(q)!r} is {kinds.get(c, f'{c} channels')}" for c, q in sorted(first_of.items()))
+        raise ValueError(
+            f"{where}: the images mix channel counts: {shown}; set data.channels=1 (greyscale) or "
+            f"data.channels=3 (RGB) to convert every image"
+        )
+    if n_resized:
+        log.info("%s: resized %d images to %d x %d (data.size)", where, n_resized, *pair)
 
     rng_seed = seed
     if presplit:

@@ -43,7 +43,10 @@ __all__ = [
     "FilePolicy",
     "class_index",
     "read_audio",
+    "MAX_IMAGE_PIXELS",
+    "image_file_size",
     "read_image",
+    "read_text",
     "read_text_lines",
     "stratified_holdout",
 ]
@@ -65,6 +68,42 @@ def _existing_file(path: PathLike, what: str) -> Path:
 
 
 # ---------------------------------------------------------------------- images
+#: Pixel budget of one image after resizing (1024 x 1024). At the default graph (4 x 4
+#: patches, stride 2) that is about 260,000 patch nodes. A 4000 x 4000 photo, 15 times
+#: as many pixels, needed about 8.5 GB in a GAT forward pass and failed inside the
+#: model with an allocator error naming no file; memory grows linearly with the
+#: pixels. The loaders' ``max_image_pixels`` default is this.
+MAX_IMAGE_PIXELS: int = 1024 * 1024
+
+
+def image_file_size(path: PathLike) -> tuple[int, int] | None:
+    """``(H, W)`` of an image file from its header, without decoding the pixels.
+
+    Args:
+        path: The image file.
+
+    Returns:
+        The size, or ``None`` when the file is missing or Pillow cannot read its
+        header (:func:`read_image` then reports the precise problem).
+
+    Example:
+        >>> import numpy as np, os, tempfile
+        >>> from PIL import Image
+        >>> f = os.path.join(tempfile.mkdtemp(), "x.png")
+        >>> Image.fromarray(np.zeros((6, 10), np.uint8)).save(f)
+        >>> image_file_size(f)
+        (6, 10)
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:  # lazy: reads the header only
+            width, height = im.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+    return int(height), int(width)
+
+
 def _to_float_array(im) -> np.ndarray:
     """PIL image to an ``(H, W)`` or ``(H, W, C)`` float32 array in [0, 1]."""
     mode = im.mode
@@ -226,6 +265,38 @@ def read_audio(path: PathLike, sample_rate: int | None = None) -> tuple[torch.Te
 
 
 # ---------------------------------------------------------------------- text
+def read_text(path: PathLike, what: str = "text") -> str:
+    """Read a whole text file as UTF-8 (a byte-order mark is dropped).
+
+    Unlike :func:`read_text_lines` there is no fallback encoding: a text file that a
+    user names for one sample (a manifest's ``text_file`` cell, ``predict``'s
+    ``input.text_file``) must be UTF-8, and guessing would hide a wrong file.
+
+    Args:
+        path: The text file.
+        what: What the file is, for messages. Default: ``"text"``.
+
+    Returns:
+        The file's text, line ends included.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ValueError: The path is not a file, or the file is not UTF-8; the message
+            names the file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{what} file {str(p)!r} does not exist; check the path")
+    if not p.is_file():
+        raise ValueError(f"{what} path {str(p)!r} is not a file")
+    try:
+        return p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{what} file {str(p)!r} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8"
+        ) from None
+
+
 def read_text_lines(path: PathLike, what: str = "text") -> list[str]:
     """Read a text file as a list of lines, the way an editor numbers them.
 

@@ -11,12 +11,23 @@ column        required   meaning
 ``id``        no         identifier shown in messages (default ``<manifest name>:<line>``)
 ``image``     one of     path to a PNG/JPEG (anything Pillow reads)
 ``audio``     the three  path to a WAV (anything libsndfile reads)
-``text``                 the text itself, inline
+``text``                 the text itself, inline (any length)
+``text_file``            path to a UTF-8 text file holding the text (instead of ``text``)
 ============  =========  ===================================================================
 
 A row needs at least one non-empty modality cell; an empty cell means that modality is
-missing for that sample. Relative paths resolve against ``root`` when given, else
-against the manifest's folder. Other columns are ignored (with a warning).
+missing for that sample. A row may fill ``text`` or ``text_file``, not both. Relative
+paths resolve against ``root`` when given, else against the manifest's folder. Other
+columns are ignored (with a warning).
+
+**Images.** Every image is resized at load time to ``image_size``: a given ``[H, W]``,
+or by default (``None``) the size of the first train row's image whose size is within
+``max_image_pixels``, so images of one dataset batch together and ``predict`` resizes
+new images to the same size; one line logs how many were resized. An image that would
+still exceed ``max_image_pixels`` (1024 x 1024 by default) after resizing is a bad row
+naming the file, instead of an out-of-memory error inside the model. Mixed RGB and
+greyscale files stop loading with an error naming ``data.image_channels`` and one file of
+each kind; ``image_channels=1`` or ``3`` converts them instead.
 
 **Labels.** If every label cell is an integer the labels are used as they are
 (class ids, ``>= 0``). Otherwise every label is a name, and the names of the train split
@@ -70,7 +81,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphmm.data.io import read_audio, read_image
+from graphmm.data.io import MAX_IMAGE_PIXELS, image_file_size, read_audio, read_image, read_text
 from graphmm.data.sample import Sample
 
 __all__ = ["ManifestSplits", "load_manifest"]
@@ -80,9 +91,11 @@ log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-_MODALITY_COLUMNS: tuple[str, ...] = ("text", "image", "audio")
+_MODALITY_COLUMNS: tuple[str, ...] = ("text", "text_file", "image", "audio")
 _KNOWN_COLUMNS: frozenset[str] = frozenset({"split", "label", "id", *_MODALITY_COLUMNS})
 _INT = re.compile(r"[+-]?\d+")
+#: Largest CSV cell accepted: any text that fits in memory (see ``_parse``).
+_FIELD_SIZE_LIMIT = 2**31 - 1
 
 
 class ManifestSplits(dict):
@@ -117,9 +130,11 @@ class _Row:
     split: str | None  # None: no split column
     label: str
     text: str | None = None
+    text_file: Path | None = None
     image: Path | None = None
     audio: Path | None = None
     sample: Sample | None = field(default=None, repr=False)
+    resized: bool = False  # the image was resized to the common size
 
 
 class _RowError(ValueError):
@@ -157,6 +172,7 @@ def load_manifest(
     image_channels: int | None = None,
     image_size: int | Sequence[int] | None = None,
     sample_rate: int | None = None,
+    max_image_pixels: int | None = MAX_IMAGE_PIXELS,
     *,
     on_file_error: str | None = None,
 ) -> ManifestSplits:
@@ -178,9 +194,13 @@ def load_manifest(
         image_channels: ``1`` or ``3`` to convert every image to; ``None`` keeps
             each file's channels. Default: ``None``.
         image_size: ``(H, W)`` (or one int for a square) to resize every image to;
-            ``None`` keeps each file's size. Default: ``None``.
+            ``None``: the size of the first train row's image that is within
+            ``max_image_pixels``. Default: ``None``.
         sample_rate: Rate to resample every clip to; ``None`` keeps each file's
             rate. Default: ``None``.
+        max_image_pixels: Most pixels (``H * W``) an image may have after resizing;
+            a larger one is a bad row naming the file. ``None``: no limit.
+            Default: :data:`graphmm.data.io.MAX_IMAGE_PIXELS` (1024 x 1024).
         on_file_error: The bad-row policy under the name the Hydra config passes it
             (``conf/data/manifest.yaml`` sets ``on_file_error: ${.on_error}``,
             because :func:`graphmm.train.load_splits` keeps ``data.on_error`` for
@@ -199,13 +219,14 @@ def load_manifest(
         FileNotFoundError: The manifest does not exist.
         ValueError: The manifest is not a readable CSV, lacks a ``label`` column or
             every modality column, has no row, an argument is out of range, a split
-            ends up empty, or (``on_error="raise"``) a row is bad; the message names
-            the manifest and, for a row, its line, id and problem.
+            ends up empty, its images mix RGB and greyscale without
+            ``image_channels``, or (``on_error="raise"``) a row is bad; the message
+            names the manifest and, for a row, its line, id and problem.
     """
     policy = on_file_error if on_file_error is not None else on_error
     if policy not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {policy!r}")
-    size = _check_args(val_fraction, test_fraction, image_channels, image_size, sample_rate)
+    size = _check_args(val_fraction, test_fraction, image_channels, image_size, sample_rate, max_image_pixels)
     mpath = Path(path).expanduser()
     base = Path(root).expanduser() if root is not None else mpath.parent
     reader = _Reader(mpath, policy)
@@ -225,12 +246,23 @@ def load_manifest(
         else:
             _unknown_label(r, reader)
     rows = known
+    if size is None:
+        size = _first_image_size(rows, max_image_pixels)
     for r in rows:
         try:
-            r.sample = _read_sample(r, mpath, image_channels, size, sample_rate)
+            r.sample = _read_sample(r, mpath, image_channels, size, sample_rate, max_image_pixels)
         except _RowError as err:
             reader.bad(r.line, r.id, str(err))
     rows = [r for r in rows if r.sample is not None]
+    if image_channels is None:
+        _check_channels(rows, mpath)
+    n_resized = sum(r.resized for r in rows)
+    if n_resized:
+        log.info(
+            "manifest %s: resized %d of %d images to %d x %d (data.image_size%s)", mpath, n_resized,
+            sum(r.sample.image is not None for r in rows), *size,
+            "" if image_size is not None else ": null, the first train image's size",
+        )
 
     by_split: dict[str, list[_Row]] = {name: [] for name in SPLITS}
     for r in rows:
@@ -286,6 +318,7 @@ def _check_args(
     image_channels: int | None,
     image_size: int | Sequence[int] | None,
     sample_rate: int | None,
+    max_image_pixels: int | None = None,
 ) -> tuple[int, int] | None:
     """Validate the settings; return ``image_size`` as ``(H, W)`` or ``None``."""
     for name, v in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -299,11 +332,20 @@ def _check_args(
         raise ValueError(f"image_channels must be 1, 3 or None, got {image_channels!r}")
     if sample_rate is not None and (isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate < 1):
         raise ValueError(f"sample_rate must be a positive int or None, got {sample_rate!r}")
+    if max_image_pixels is not None and (
+        isinstance(max_image_pixels, bool) or not isinstance(max_image_pixels, int) or max_image_pixels < 1
+    ):
+        raise ValueError(f"max_image_pixels must be a positive int or None, got {max_image_pixels!r}")
     if image_size is None:
         return None
     pair = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if len(pair) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in pair):
         raise ValueError(f"image_size must be a positive int or a pair [H, W] of them, got {image_size!r}")
+    if max_image_pixels is not None and pair[0] * pair[1] > max_image_pixels:
+        raise ValueError(
+            f"image_size {list(pair)} has {pair[0] * pair[1]} pixels, over max_image_pixels={max_image_pixels}; "
+            f"use a smaller data.image_size or raise data.max_image_pixels"
+        )
     return pair  # type: ignore[return-value]
 
 
@@ -315,6 +357,10 @@ def _parse(mpath: Path, base: Path, reader: _Reader) -> tuple[list[_Row], bool]:
         raise ValueError(f"manifest {str(mpath)!r} is not a file")
     rows: list[_Row] = []
     seen_ids: dict[str, int] = {}
+    # csv refuses cells over 131,072 characters by default, which stopped a whole run on
+    # one long inline text; lift the limit while reading (2**31 - 1 fits a C long on
+    # every platform, where sys.maxsize overflows on Windows) and put it back after
+    old_limit = csv.field_size_limit(_FIELD_SIZE_LIMIT)
     try:
         with open(mpath, newline="", encoding="utf-8-sig") as f:
             csv_reader = csv.reader(f)
@@ -336,6 +382,8 @@ def _parse(mpath: Path, base: Path, reader: _Reader) -> tuple[list[_Row], bool]:
         raise ValueError(f"manifest {str(mpath)!r} is not UTF-8 text ({err.reason} at byte {err.start})") from None
     except csv.Error as err:
         raise ValueError(f"manifest {str(mpath)!r} is not valid CSV at line {csv_reader.line_num}: {err}") from None
+    finally:
+        csv.field_size_limit(old_limit)
     if not rows and not reader.skipped:
         raise ValueError(f"manifest {str(mpath)!r} has a header but no rows")
     return rows, "split" in index
@@ -393,12 +441,15 @@ def _parse_row(
         return None
     text = cell("text")
     row = _Row(line=line, id=rid, split=split, label=label, text=text if text.strip() else None)
-    for m in ("image", "audio"):
+    for m in ("image", "audio", "text_file"):
         value = cell(m).strip()
         if value:
             p = Path(value).expanduser()
             setattr(row, m, p if p.is_absolute() else base / p)
-    if row.text is None and row.image is None and row.audio is None:
+    if row.text is not None and row.text_file is not None:
+        reader.bad(line, rid, "both text and text_file are filled; give the text inline or as a file, not both")
+        return None
+    if row.text is None and row.text_file is None and row.image is None and row.audio is None:
         reader.bad(line, rid, f"no modality: the {[m for m in _MODALITY_COLUMNS if m in index]} cells are all empty")
         return None
     return row
@@ -420,26 +471,79 @@ def _unknown_label(row: _Row, reader: _Reader, split: str | None = None) -> None
     reader.bad(row.line, row.id, f"label {row.label!r} of this {where} row never occurs in the train split")
 
 
+def _first_image_size(rows: list[_Row], max_image_pixels: int | None) -> tuple[int, int] | None:
+    """The default common image size: that of the first train row (or row without a
+    split cell) whose image header reads and is within ``max_image_pixels``; ``None``
+    when there is none (then each image keeps its size and meets the budget alone)."""
+    for r in rows:
+        if r.image is None or r.split not in (None, "train"):
+            continue
+        hw = image_file_size(r.image)
+        if hw is not None and (max_image_pixels is None or hw[0] * hw[1] <= max_image_pixels):
+            return hw
+    return None
+
+
+def _check_channels(rows: list[_Row], mpath: Path) -> None:
+    """Refuse a manifest whose images mix greyscale and RGB (``image_channels=None``).
+
+    The graph builder needs one channel count; naming the key and a file of each kind
+    says what to fix, where the builder alone could only report the two counts.
+    """
+    first: dict[int, _Row] = {}
+    for r in rows:
+        if r.sample.image is not None:
+            first.setdefault(int(r.sample.image.shape[0]), r)
+    if len(first) > 1:
+        kinds = {1: "greyscale (1 channel)", 3: "RGB (3 channels)"}
+        shown = "; ".join(
+            f"{str(r.image)!r} (line {r.line}) is {kinds.get(c, f'{c} channels')}" for c, r in sorted(first.items())
+        )
+        raise ValueError(
+            f"manifest {str(mpath)!r}: the images mix channel counts: {shown}; set data.image_channels=1 "
+            f"(greyscale) or data.image_channels=3 (RGB) to convert every image"
+        )
+
+
 def _read_sample(
     row: _Row,
     mpath: Path,
     image_channels: int | None,
     image_size: tuple[int, int] | None,
     sample_rate: int | None,
+    max_image_pixels: int | None = None,
 ) -> Sample:
     """Decode the row's files; any failure becomes a :class:`_RowError`."""
     image = audio = rate = None
+    text = row.text
     try:
         if row.image is not None:
+            hw = image_file_size(row.image)  # None: read_image below reports the problem
+            target = image_size or hw
+            if target is not None and max_image_pixels is not None and target[0] * target[1] > max_image_pixels:
+                raise _RowError(
+                    f"image file {str(row.image)!r} is {target[0]} x {target[1]} = {target[0] * target[1]} pixels, "
+                    f"over data.max_image_pixels={max_image_pixels}; set data.image_size=[H, W] to resize "
+                    f"every image, or raise data.max_image_pixels"
+                )
             image = read_image(row.image, channels=image_channels, size=image_size)
+            row.resized = hw is not None and image_size is not None and hw != tuple(image_size)
         if row.audio is not None:
             audio, rate = read_audio(row.audio, sample_rate=sample_rate)
+        if row.text_file is not None:
+            text = read_text(row.text_file)
+            if not text.strip():
+                text = None
+                if image is None and audio is None:
+                    raise _RowError(f"text file {str(row.text_file)!r} is empty and the row has no other modality")
+    except _RowError:
+        raise
     except FileNotFoundError as err:
         raise _RowError(str(err)) from None
     except (ValueError, OSError, RuntimeError) as err:
         raise _RowError(str(err) or type(err).__name__) from None
     return Sample(
-        text=row.text,
+        text=text,
         image=image,
         audio=audio,
         sample_rate=rate,

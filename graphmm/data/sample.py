@@ -68,6 +68,15 @@ class Sample:
         in that order."""
         return tuple(m for m in MODALITIES if getattr(self, m) is not None)
 
+    def where(self, index: int) -> str:
+        """How error messages name this sample: its ``id`` if it has one, with its
+        position ``index`` in the batch or split.
+
+        >>> Sample(id="cat-3").where(5), Sample().where(5)
+        ("sample 'cat-3' (index 5)", 'sample at index 5')
+        """
+        return f"sample {self.id!r} (index {index})" if self.id is not None else f"sample at index {index}"
+
     def replace(self, **changes: Any) -> Sample:
         """Return a copy with some fields changed; the original is left untouched.
 

@@ -24,6 +24,8 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from graphmm.data.io import MAX_IMAGE_PIXELS
+
 
 @dataclass
 class TextClsDataConf:
@@ -88,6 +90,7 @@ class ImageFolderDataConf:
     seed: int = 0
     channels: Optional[int] = None
     size: Optional[List[int]] = None
+    max_image_pixels: Optional[int] = MAX_IMAGE_PIXELS
     on_error: str = "raise"
     on_file_error: str = "${.on_error}"
 

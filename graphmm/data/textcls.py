@@ -93,6 +93,21 @@ PathLike = str | os.PathLike[str]
 _SPLITS = ("train", "test")
 
 
+def list_corpora(root: PathLike) -> list[str]:
+    """Names of the corpora under ``root``: each ``<name>.txt`` with a ``corpus/<name>.txt``.
+
+    Args:
+        root: The text data folder (``data.root``).
+
+    Returns:
+        The names, sorted; ``[]`` when ``root`` is not a folder.
+    """
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        return []
+    return sorted(p.stem for p in base.glob("*.txt") if (base / "corpus" / p.name).is_file())
+
+
 def textcls_files(root: PathLike, name: str, clean: bool | str = "auto") -> tuple[Path, Path]:
     """The labels file and the corpus file of corpus ``name`` under ``root``.
 
@@ -129,7 +144,7 @@ def textcls_files(root: PathLike, name: str, clean: bool | str = "auto") -> tupl
                 f"in case; pass the exact name"
             )
         if not found:
-            have = sorted(p.stem for p in base.glob("*.txt") if (base / "corpus" / p.name).is_file())
+            have = list_corpora(base)
             raise FileNotFoundError(
                 f"text data folder {str(base)!r} has no corpus {name!r} (no {name}.txt); corpora there: {have}"
             )

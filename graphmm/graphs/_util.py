@@ -4,29 +4,9 @@ equal shape), never over nodes or edges."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
-CanonicalEType = tuple[str, str, str]
-EdgeDict = dict[CanonicalEType, tuple[torch.Tensor, torch.Tensor]]
-
-
-@dataclass
-class NodeBlock:
-    """Nodes of one type for a whole batch, plus the edges among them.
-
-    Attributes:
-        ntype: node type name.
-        counts: ``(B,)`` int64, nodes of each sample.
-        data: node data, each tensor with ``counts.sum()`` rows, in sample order.
-        edges: relation -> ``(src, dst)`` int64 ids local to this block.
-    """
-
-    ntype: str
-    counts: torch.Tensor
-    data: dict[str, torch.Tensor] = field(default_factory=dict)
-    edges: EdgeDict = field(default_factory=dict)
+from graphmm.graphtypes import CanonicalEType, EdgeDict, NodeBlock
 
 
 def segment_offsets(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -344,8 +324,3 @@ def knn_in_grid(
         out[:, cell] = cand.expand(g, m, wlen).gather(-1, order)
     return out
 
-
-def check_finite(name: str, value: torch.Tensor, where: str) -> None:
-    if not torch.isfinite(value).all():
-        bad = int((~torch.isfinite(value)).sum())
-        raise ValueError(f"{where}: {name} has {bad} NaN or inf value(s); clean or impute them first")

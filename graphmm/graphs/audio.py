@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import torch
 import torchaudio
 
-from graphmm.graphs._util import EdgeDict, NodeBlock, segment_offsets
+from graphmm.graphs._util import segment_offsets
+from graphmm.graphtypes import EdgeDict, NodeBlock
 
 
 class AudioGraphBuilder:

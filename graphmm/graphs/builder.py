@@ -13,8 +13,6 @@ import torch
 from graphmm.cache import FeatureCache, fingerprint
 from graphmm.data.sample import Sample
 from graphmm.graphs._util import (
-    CanonicalEType,
-    NodeBlock,
     concat_blocks,
     segment_offsets,
     split_block,
@@ -23,10 +21,7 @@ from graphmm.graphs.audio import AudioGraphBuilder
 from graphmm.graphs.cross import NTYPE_ORDER, CrossModalBuilder
 from graphmm.graphs.image import ImageGraphBuilder
 from graphmm.graphs.text import TextGraphBuilder
-
-
-def _where(sample: Sample, index: int) -> str:
-    return f"sample {sample.id!r} (index {index})" if sample.id is not None else f"sample at index {index}"
+from graphmm.graphtypes import CanonicalEType, NodeBlock
 
 
 def _plain(value: Any) -> Any:
@@ -320,7 +315,7 @@ class MultimodalGraphBuilder:
                 idx = [i for i, s in enumerate(samples) if isinstance(s, Sample) and getattr(s, key) is not None]
                 if many is None or not idx:
                     continue
-                wheres = [_where(samples[i], i) for i in idx]  # type: ignore[arg-type]
+                wheres = [samples[i].where(i) for i in idx]  # type: ignore[arg-type]
                 values = [getattr(samples[i], key) for i in idx]
                 if key == "audio":
                     done = many(values, [samples[i].sample_rate for i in idx], wheres)  # type: ignore[union-attr]
@@ -337,7 +332,7 @@ class MultimodalGraphBuilder:
         """:meth:`validate`, taking modalities that ``validate_many`` already checked."""
         if not isinstance(sample, Sample):
             raise ValueError(f"sample at index {index}: expected graphmm.data.Sample, got {type(sample).__name__}")
-        where = _where(sample, index)
+        where = sample.where(index)
         out: dict[str, Any] = {}
         if self.text is not None and sample.text is not None:
             if not isinstance(sample.text, str):
@@ -366,7 +361,7 @@ class MultimodalGraphBuilder:
             try:
                 block = self._build_modality(nt, b, [checked[i][key] for i in have])
             except ValueError as err:
-                names = ", ".join(_where(samples[i], i) for i in have[:8])
+                names = ", ".join(samples[i].where(i) for i in have[:8])
                 raise ValueError(f"{err} (batch of {names}{', ...' if len(have) > 8 else ''})") from err
             counts = torch.zeros(bsz, dtype=torch.int64)
             counts[torch.tensor(have, dtype=torch.int64)] = block.counts
@@ -420,7 +415,7 @@ class MultimodalGraphBuilder:
         missing = [i for i, s in enumerate(samples) if s.label is None]
         if missing:
             i = missing[0]
-            raise ValueError(f"{_where(samples[i], i)}: has no label, which classification needs")
+            raise ValueError(f"{samples[i].where(i)}: has no label, which classification needs")
         return self.batch(samples), torch.tensor([int(s.label) for s in samples], dtype=torch.int64)
 
     def __repr__(self) -> str:

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from graphmm.clip.knn import cross_topk
-from graphmm.graphs._util import EdgeDict, NodeBlock, block_pairs, segment_offsets
+from graphmm.graphs._util import block_pairs, segment_offsets
+from graphmm.graphtypes import EdgeDict, NodeBlock
 
 #: Node type of each modality, in the order that ``summary`` node ids use.
 MODALITY_NTYPES: dict[str, str] = {"text": "word", "image": "patch", "audio": "frame"}

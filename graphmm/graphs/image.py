@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from graphmm.graphs._util import EdgeDict, NodeBlock, knn_in_grid, knn_in_groups, segment_offsets
+from graphmm.graphs._util import knn_in_grid, knn_in_groups, segment_offsets
+from graphmm.graphtypes import EdgeDict, NodeBlock
 
 
 #: Directions of the ``adj_<d>`` relations (``directional=True``): where the source

@@ -6,11 +6,13 @@ import re
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from itertools import islice
 from typing import Any
 
 import torch
 
-from graphmm.graphs._util import EdgeDict, NodeBlock, segment_offsets
+from graphmm.graphs._util import segment_offsets
+from graphmm.graphtypes import EdgeDict, NodeBlock
 
 PAD, UNK = "<pad>", "<unk>"
 _TOKEN_RE = re.compile(r"[\w']+|[^\w\s]")
@@ -139,6 +141,20 @@ class TextGraphBuilder:
     def tokens(self, text: str) -> list[str]:
         toks = tokenize(text)
         return toks[: self.max_tokens] if self.max_tokens is not None else toks
+
+    def truncated(self, text: str) -> bool:
+        """Whether ``max_tokens`` cuts ``text``: it has more than ``max_tokens`` tokens.
+
+        Stops scanning at token ``max_tokens + 1``, so a long text costs no more than
+        the part that is kept.
+
+        Example:
+            >>> TextGraphBuilder(max_tokens=2).truncated("one two three"), TextGraphBuilder().truncated("a b")
+            (True, False)
+        """
+        if self.max_tokens is None:
+            return False
+        return next(islice(_TOKEN_RE.finditer(text.lower()), self.max_tokens, None), None) is not None
 
     def fit(self, texts: Iterable[str]) -> TextGraphBuilder:
         """Build the vocabulary from training texts. Returns ``self``."""

@@ -9,12 +9,13 @@ import dgl
 from dgl.nn.pytorch import HeteroGraphConv
 from torch import Tensor, nn
 
+from graphmm.graphtypes import CanonicalEType
+
 from .conv import get_activation
 from .registry import build_conv, get_conv
 
 __all__ = ["AGGREGATES", "CanonicalEType", "HeteroGNN", "RelationGraphConv", "as_canonical_etypes"]
 
-CanonicalEType = tuple[str, str, str]
 
 #: Ways to combine the outputs of several relations that end in one node type.
 AGGREGATES: tuple[str, ...] = ("sum", "mean", "max", "min")
