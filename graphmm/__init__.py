@@ -12,4 +12,26 @@ from graphmm._compat import import_dgl as _import_dgl  # noqa: E402
 
 _import_dgl()
 
-__version__ = "0.1.0"
+
+
+def _version() -> str:
+    """The version, written once: in ``pyproject.toml``, read from the installed
+    package's metadata, else (a source tree on ``sys.path`` that pip never installed)
+    from the ``pyproject.toml`` next to the package, else ``0+unknown``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("graphmm")
+    except PackageNotFoundError:
+        pass
+    import tomllib
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    try:
+        return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "0+unknown"
+
+
+__version__ = _version()

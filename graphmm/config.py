@@ -13,19 +13,52 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import II, MISSING, DictConfig, OmegaConf
 
-from graphmm.clip.spec import FeaturizerConf
 from graphmm.data.io import MAX_IMAGE_PIXELS
 from graphmm.data.digits import DigitsConfig
 from graphmm.data.sequences import DigitSeqConfig
+from graphmm.utils import library_default  # noqa: F401 - the schemas below use it; re-exported
+from graphmm.modalities.audio import AudioGraphConf  # noqa: F401 - re-exported
+from graphmm.modalities.image import ImageGraphConf  # noqa: F401 - re-exported
+from graphmm.modalities.text import TEXT_MAX_TOKENS, TextGraphConf  # noqa: F401 - re-exported
 
 
 class ConfigError(ValueError):
     """A config that cannot run; the message names the offending key."""
+
+
+_CONFIG_CHECKS: list[Callable[[DictConfig], None]] = []
+
+
+def register_config_check(check: Callable[[DictConfig], None]) -> Callable[[DictConfig], None]:
+    """Add a check that :func:`validate_config` runs on every config (a plug-in's
+    rules for its own keys); it raises :class:`ConfigError` naming the key."""
+    if check not in _CONFIG_CHECKS:
+        _CONFIG_CHECKS.append(check)
+    return check
+
+
+@dataclass
+class FeaturizerConf:
+    """One entry of ``model.encoders`` (per node type): where its input features come from.
+
+    ``type: learned`` (the default) is the node type's own encoder (its modality
+    plug-in's); another type is a featurizer a plug-in registers
+    (:func:`graphmm.nn.encoders.register_featurizer`), e.g. ``open_clip`` from the CLIP
+    package, which reads the other keys.
+    """
+
+    type: str = "learned"
+    name: Optional[str] = None  # a pretrained architecture, e.g. ViT-B-32
+    checkpoint: Optional[str] = None  # local weights file; null: random weights (tests)
+    pretrained: Optional[str] = None  # null, or a tag whose preprocessing to use
+    frozen: bool = True  # true: precomputed, cached features; false: the tower trains
+    layer: int = -1  # block of the features (-1: last)
 
 
 # ---------------------------------------------------------------- data
@@ -92,79 +125,68 @@ class ManifestDataConf:
     max_image_pixels: Optional[int] = MAX_IMAGE_PIXELS
 
 
-#: Default of ``graph.text.max_tokens``: words kept per document. Far above every
-#: shipped corpus (WebKB, the longest, is cut to 400 by its experiment), it bounds the
-#: word nodes one pasted book or log file can add to a batch; truncations are counted.
-TEXT_MAX_TOKENS: int = 2048
-
-
 # ---------------------------------------------------------------- graph
-@dataclass
-class TextGraphConf:
-    _target_: str = "graphmm.graphs.TextGraphBuilder"
-    window: int = 3
-    next: bool = True
-    min_freq: int = 1
-    max_tokens: Optional[int] = TEXT_MAX_TOKENS
-    hash_buckets: int = 4096
+# Each modality's schema lives in its plug-in module (graphmm.modalities.<name>); the
+# built-in ones are imported above for code that imported them from this module.
 
 
-@dataclass
-class ImageGraphConf:
-    _target_: str = "graphmm.graphs.ImageGraphBuilder"
-    patch_size: int = 4
-    stride: Optional[int] = None
-    neighbors: int = 4
-    directional: bool = False
-    knn: int = 0
-    knn_radius: Optional[int] = None
-    channels: Optional[int] = None
-
-
-@dataclass
-class AudioGraphConf:
-    _target_: str = "graphmm.graphs.AudioGraphBuilder"
-    sample_rate: int = 8000
-    n_mels: int = 40
-    n_fft: int = 256
-    win_length: Optional[int] = None
-    hop_length: int = 128
-    window: int = 1
-    normalize: str = "global"
+_CROSS = "graphmm.graphs.CrossModalBuilder"
 
 
 @dataclass
 class CrossModalConf:
-    _target_: str = "graphmm.graphs.CrossModalBuilder"
+    """``graph.cross``: the arguments of :class:`~graphmm.graphs.CrossModalBuilder`, with
+    its defaults (read from its signature)."""
+
+    _target_: str = _CROSS
     bipartite: List[List[str]] = field(default_factory=list)
-    summary: bool = True
+    summary: bool = library_default(_CROSS, "summary")
     align: List[List[str]] = field(default_factory=list)
 
 
-@dataclass
-class GraphConf:
-    """A graph recipe: one builder per modality (``null`` ignores that modality)."""
+def _graph_conf() -> type:
+    """The ``graph`` schema: ``_target_``, one optional field per registered modality
+    (its plug-in's schema; a modality registered ``default_on``, as ``text``,
+    ``image`` and ``audio`` are, defaults to its schema's defaults, any other to
+    ``null``, i.e. off) and ``cross``."""
+    from graphmm.modalities import load_modalities
 
-    _target_: str = "graphmm.graphs.MultimodalGraphBuilder"
-    text: Optional[TextGraphConf] = field(default_factory=TextGraphConf)
-    image: Optional[ImageGraphConf] = field(default_factory=ImageGraphConf)
-    audio: Optional[AudioGraphConf] = field(default_factory=AudioGraphConf)
-    cross: Optional[CrossModalConf] = field(default_factory=CrossModalConf)
+    fields: list[tuple[str, Any, Any]] = [("_target_", str, field(default="graphmm.graphs.MultimodalGraphBuilder"))]
+    for name, spec in load_modalities().items():
+        if spec.schema is None:
+            continue
+        on = spec.default_on
+        fields.append((name, Optional[spec.schema], field(default_factory=spec.schema) if on else field(default=None)))
+    fields.append(("cross", Optional[CrossModalConf], field(default_factory=CrossModalConf)))
+    return dataclasses.make_dataclass(
+        "GraphConf", fields, namespace={"__doc__": "A graph recipe: one builder per modality (null ignores it)."}
+    )
+
+
+GraphConf = _graph_conf()
 
 
 # ---------------------------------------------------------------- model
+_CLASSIFIER = "graphmm.nn.GraphClassifier"
+_GENERATOR = "graphmm.nn.GraphSeq2Seq"
+
+
 @dataclass
 class GNNConf:
-    """What every graph model shares: node encoders and the heterogeneous GNN."""
+    """What every graph model shares: node encoders and the heterogeneous GNN.
 
-    hidden: int = 64
-    num_layers: int = 3
-    conv: str = "gat"
-    heads: int = 4
+    Defaults: :class:`graphmm.nn.GraphClassifier`'s (``heads``: :class:`graphmm.nn.GATLayer`'s,
+    passed as ``conv_kwargs.heads`` to a GAT and as ``heads`` to the sequence baselines).
+    """
+
+    hidden: int = library_default(_CLASSIFIER, "hidden")
+    num_layers: int = library_default(_CLASSIFIER, "num_layers")
+    conv: str = library_default(_CLASSIFIER, "conv")
+    heads: int = library_default("graphmm.nn.GATLayer", "heads")
     conv_kwargs: Dict[str, Any] = field(default_factory=dict)
-    aggregate: str = "sum"
-    dropout: float = 0.1
-    activation: str = "relu"
+    aggregate: str = library_default(_CLASSIFIER, "aggregate")
+    dropout: float = library_default(_CLASSIFIER, "dropout")
+    activation: str = library_default(_CLASSIFIER, "activation")
     # per node type: where input features come from (learned, or an open_clip tower)
     encoders: Dict[str, FeaturizerConf] = field(default_factory=dict)
 
@@ -173,12 +195,19 @@ class GNNConf:
 class ModelConf(GNNConf):
     """:class:`graphmm.nn.GraphClassifier`; sizes of the data are filled in at run time."""
 
-    _target_: str = "graphmm.nn.GraphClassifier"
-    task: str = "classification"
-    pool: str = "mean"
-    fusion: str = "attention"
-    head_hidden: Optional[int] = None
-    readout_ntypes: Optional[List[str]] = None
+    _target_: str = _CLASSIFIER
+    # what is learned: a {_target_: <graphmm.tasks.Task class>} node, or a registered name
+    # (model.task=classification); the task reads its options from this config (graphmm.tasks)
+    task: Any = field(default_factory=lambda: {"_target_": "graphmm.tasks.ClassificationTask"})
+    pool: str = library_default(_CLASSIFIER, "pool")
+    fusion: str = library_default(_CLASSIFIER, "fusion")
+    head_hidden: Optional[int] = library_default(_CLASSIFIER, "head_hidden")
+    readout_ntypes: Optional[List[str]] = library_default(_CLASSIFIER, "readout_ntypes")
+    # the wide path (graphmm.nn.WidePath): null, words, ngrams or {ntype: words | ngrams | <float field>}
+    wide: Any = library_default(_CLASSIFIER, "wide")
+    wide_buckets: int = library_default(_CLASSIFIER, "wide_buckets")
+    wide_dropout: float = library_default(_CLASSIFIER, "wide_dropout")
+    wide_norm: str = library_default(_CLASSIFIER, "wide_norm")
 
 
 @dataclass
@@ -189,43 +218,51 @@ class GenerationModelConf(GNNConf):
     ``target_level``/``target_min_freq`` configure :class:`graphmm.data.TargetVocab`;
     ``beam_width``, ``length_penalty`` and ``max_len`` (``null``: longest training
     target + 5) the final decoding (validation during training decodes greedily).
+    Defaults: those of the classes that take them.
     """
 
-    _target_: str = "graphmm.nn.GraphSeq2Seq"
-    task: str = "generation"
-    memory_ntypes: Optional[List[str]] = None
-    decoder_layers: int = 2
-    decoder_heads: int = 4
-    decoder_ff: Optional[int] = None
-    target_level: str = "word"
-    target_min_freq: int = 1
-    beam_width: int = 4
-    length_penalty: float = 0.0
+    _target_: str = _GENERATOR
+    task: Any = field(default_factory=lambda: {"_target_": "graphmm.tasks.GenerationTask"})
+    memory_ntypes: Optional[List[str]] = library_default(_GENERATOR, "memory_ntypes")
+    decoder_layers: int = library_default(_GENERATOR, "decoder_layers")
+    decoder_heads: int = library_default(_GENERATOR, "decoder_heads")
+    decoder_ff: Optional[int] = library_default(_GENERATOR, "decoder_ff")
+    target_level: str = library_default("graphmm.data.targets.TargetVocab", "level")
+    target_min_freq: int = library_default("graphmm.data.targets.TargetVocab", "min_freq")
+    beam_width: int = library_default("graphmm.nn.GenerationHead.beam_search", "beam_width")
+    length_penalty: float = library_default("graphmm.nn.GenerationHead.beam_search", "length_penalty")
+    # not GraphSeq2Seq's max_len (its position capacity, sized from the data at run time)
     max_len: Optional[int] = None
 
 
 # ---------------------------------------------------------------- trainer
 @dataclass
 class OptimizerConf:
+    """``trainer.optimizer``: a partial optimizer, given the parameters at run time."""
+
     _target_: str = "torch.optim.AdamW"
     _partial_: bool = True
     lr: float = 3e-3
-    weight_decay: float = 1e-2
+    weight_decay: float = 0.1
 
 
 @dataclass
 class TrainerConf:
+    """``trainer``: the training run. These are the defaults ``python -m graphmm.train``
+    uses (``conf/trainer/default.yaml`` lists them as comments and sets none)."""
+
     max_epochs: int = 40
     batch_size: int = 64
     eval_batch_size: int = 256
-    patience: int = 8
+    # early stopping on `monitor`, in epochs; by default none: the cosine schedule runs out
+    patience: int = II("trainer.max_epochs")
     monitor: str = "val/acc"
     device: str = "cpu"
     strategy: str = "single"
     num_workers: int = 0
     cache_dir: Optional[str] = None
     grad_clip: Optional[float] = 1.0
-    modality_dropout: float = 0.0
+    modality_dropout: float = 0.3
     ema_decay: Optional[float] = None
     label_smoothing: float = 0.0
     checkpoint_every_n_steps: Optional[int] = None
@@ -241,7 +278,14 @@ class TrainerConf:
     progress: bool = True  # bars only where they show as bars: a terminal (graphmm.progress)
     logger: Optional[str] = None
     optimizer: OptimizerConf = field(default_factory=OptimizerConf)
-    scheduler: Optional[Any] = None
+    # stepped once per epoch; null: a constant learning rate
+    scheduler: Optional[Any] = field(
+        default_factory=lambda: {
+            "_target_": "torch.optim.lr_scheduler.CosineAnnealingLR",
+            "_partial_": True,
+            "T_max": II("trainer.max_epochs"),
+        }
+    )
 
 
 @dataclass
@@ -270,9 +314,9 @@ def register_configs() -> None:
     from graphmm.data import schemas as data_schemas
 
     data_schemas.register(cs)
-    from graphmm.clip import schemas as clip_schemas
+    from graphmm.plugins import load_plugins
 
-    clip_schemas.register(cs)
+    load_plugins()  # optional packages (CLIP) store their own schemas
 
 
 register_configs()
@@ -307,10 +351,6 @@ OmegaConf.register_new_resolver("graphmm_config_groups", app_config_groups, repl
 #: Root of the YAML configs shipped with the package.
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
-_MONITORS = {
-    "classification": {"val/acc", "val/loss", "val/f1"},
-    "generation": {"val/loss", "val/wer", "val/cer", "val/bleu", "val/exact"},
-}
 _DEVICES = {"cpu", "cuda", "auto"}
 
 
@@ -328,17 +368,25 @@ def validate_config(cfg: DictConfig) -> None:
       ``model.decoder_heads`` dividing ``model.hidden`` and a known ``model.target_level``;
     * the output folder must be writable.
     """
-    from graphmm.loggers import LOGGERS
-    from graphmm.nn import list_convs  # deferred: importing torch/dgl is slow
+    from graphmm.tasks import task_class
 
     _check_known_keys(cfg, "")
     _check_required_data_keys(cfg.data)
-    m = cfg.model
-    task = m.get("task", "classification")
-    if task not in _MONITORS:
-        raise ConfigError(f"model.task={task!r} is not one of {sorted(_MONITORS)}")
-    if task == "generation":
-        _check_generation(cfg)
+    task = task_class(cfg.model.get("task", "classification"))  # a name or a _target_ node (graphmm.tasks)
+    task.check_config(cfg)
+    _check_model(cfg.model)
+    for check in _CONFIG_CHECKS:  # what plug-ins check (the CLIP package: its encoders and graph keys)
+        check(cfg)
+    _check_graph(cfg.graph)
+    _check_trainer(cfg.trainer, sorted(f"val/{k}" for k in task.metrics), task.name)
+    if cfg.data.get("on_error", "raise") not in ("raise", "skip"):
+        raise ConfigError(f"data.on_error={cfg.data.on_error!r} is not one of ['raise', 'skip']")
+
+
+def _check_model(m: DictConfig) -> None:
+    from graphmm.nn import list_convs  # deferred: importing torch/dgl is slow
+    from graphmm.nn.encoders import featurizer_types
+
     if m.conv not in list_convs():
         raise ConfigError(f"model.conv={m.conv!r} is not a registered convolution; known: {list_convs()}")
     if m.conv == "gat" and m.hidden % m.heads:
@@ -353,42 +401,35 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(f"model.{key} must be >= 1, got {m[key]}")
     if not 0.0 <= m.dropout < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {m.dropout}")
-
-    g = cfg.graph
     for ntype, spec in (m.get("encoders") or {}).items():
-        if spec is None or spec.type == "learned":
-            continue
-        if spec.type != "open_clip":
-            raise ConfigError(f"model.encoders.{ntype}.type={spec.type!r} is not one of ['learned', 'open_clip']")
-        key = {"patch": "image", "word": "text"}.get(ntype)
-        if key is None:
-            raise ConfigError(f"model.encoders.{ntype}: open_clip encodes only patch and word nodes")
-        if g[key] is None or "name" not in g[key]:
-            raise ConfigError(
-                f"model.encoders.{ntype}.type=open_clip needs CLIP {ntype} nodes: use graph.{key} with the "
-                f"clip_schema (see conf/experiment/digits_clip.yaml)"
-            )
-        if bool(g[key].frozen) != bool(spec.frozen):
-            raise ConfigError(f"model.encoders.{ntype}.frozen={spec.frozen} differs from graph.{key}.frozen={g[key].frozen}")
-    enabled = {nt for nt, key in (("word", "text"), ("patch", "image"), ("frame", "audio")) if g[key] is not None}
-    if not enabled:
-        raise ConfigError("graph: every modality builder is null; enable at least one of graph.text/image/audio")
-    alias = {"text": "word", "image": "patch", "audio": "frame"}
-    if g.cross is not None:
-        for kind in ("bipartite", "align"):
-            for pair in g.cross[kind]:
-                for name in pair:
-                    nt = alias.get(name, name)
-                    if nt not in enabled:
-                        raise ConfigError(
-                            f"graph.cross.{kind} names node type {name!r}, which no enabled modality produces "
-                            f"(enabled: {sorted(enabled)})"
-                        )
+        if spec is not None and spec.type not in featurizer_types():
+            raise ConfigError(f"model.encoders.{ntype}.type={spec.type!r} is not one of {featurizer_types()}")
 
-    t = cfg.trainer
-    if t.monitor not in _MONITORS[task]:
+
+def _check_graph(g: DictConfig) -> None:
+    from graphmm.modalities import load_modalities
+
+    alias = {name: spec.ntype for name, spec in load_modalities().items()}
+    enabled = {nt for name, nt in alias.items() if g.get(name) is not None}
+    if not enabled:
+        raise ConfigError(f"graph: every modality builder is null; enable at least one of graph.{'/'.join(alias)}")
+    if g.cross is None:
+        return
+    for kind in ("bipartite", "align"):
+        for name in (name for pair in g.cross[kind] for name in pair):
+            if alias.get(name, name) not in enabled:
+                raise ConfigError(
+                    f"graph.cross.{kind} names node type {name!r}, which no enabled modality produces "
+                    f"(enabled: {sorted(enabled)})"
+                )
+
+
+def _check_trainer(t: DictConfig, monitors: list[str], task_name: str) -> None:
+    from graphmm.loggers import LOGGERS
+
+    if t.monitor not in monitors:
         raise ConfigError(
-            f"trainer.monitor={t.monitor!r} is not a metric of model.task={task}; use one of {sorted(_MONITORS[task])}"
+            f"trainer.monitor={t.monitor!r} is not a metric of model.task={task_name}; use one of {monitors}"
         )
     if t.strategy not in ("single", "ddp"):
         raise ConfigError(
@@ -401,14 +442,11 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.logger={t.logger!r} is not a known logger; use null (none) or one of {list(LOGGERS)}"
         )
-    if not 0.0 <= t.modality_dropout < 1.0:
-        raise ConfigError(f"trainer.modality_dropout must be in [0, 1), got {t.modality_dropout}")
+    for key, lo, hi in (("modality_dropout", 0.0, 1.0), ("label_smoothing", 0.0, 1.0)):
+        if not lo <= t[key] < hi:
+            raise ConfigError(f"trainer.{key} must be in [0, 1), got {t[key]}")
     if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:
         raise ConfigError(f"trainer.ema_decay must be in (0, 1) or null, got {t.ema_decay}")
-    if not 0.0 <= t.label_smoothing < 1.0:
-        raise ConfigError(f"trainer.label_smoothing must be in [0, 1), got {t.label_smoothing}")
-    if cfg.data.get("on_error", "raise") not in ("raise", "skip"):
-        raise ConfigError(f"data.on_error={cfg.data.on_error!r} is not one of ['raise', 'skip']")
     if t.checkpoint_every_n_steps is not None and t.checkpoint_every_n_steps < 1:
         raise ConfigError(f"trainer.checkpoint_every_n_steps must be >= 1 or null, got {t.checkpoint_every_n_steps}")
     if t.keep_checkpoints < 1:
@@ -447,31 +485,6 @@ def _check_required_data_keys(data: DictConfig) -> None:
         f"data.{key} is required by this dataset (data._target_={target}) and has no value: add "
         f"data.{key}=...{hint}"
     )
-
-
-def _check_generation(cfg: DictConfig) -> None:
-    from hydra.utils import get_method
-
-    m = cfg.model
-    if m.hidden % m.decoder_heads:
-        raise ConfigError(f"model.decoder_heads={m.decoder_heads} must divide model.hidden={m.hidden}")
-    if m.target_level not in ("word", "char"):
-        raise ConfigError(f"model.target_level={m.target_level!r} is not one of ['word', 'char']")
-    for key in ("beam_width", "decoder_layers", "target_min_freq"):
-        if m[key] < 1:
-            raise ConfigError(f"model.{key} must be >= 1, got {m[key]}")
-    if m.max_len is not None and m.max_len < 1:
-        raise ConfigError(f"model.max_len must be >= 1 or null, got {m.max_len}")
-    target = cfg.data.get("_target_")
-    try:
-        loader = get_method(target) if target else None
-    except Exception:  # an unknown loader fails with its own error when the data load
-        loader = None
-    if loader is not None and getattr(loader, "provides_targets", None) is False:
-        raise ConfigError(
-            f"model.task=generation needs target texts, but data._target_={target} gives samples without "
-            f"targets; use a dataset with targets (e.g. experiment=digits_seq) or a classification model"
-        )
 
 
 def _check_known_keys(node: Any, path: str) -> None:

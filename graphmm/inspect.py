@@ -166,12 +166,12 @@ def load_sample(args: InspectArgs) -> tuple[MultimodalGraphBuilder, Sample]:
     from graphmm.data.io import read_audio, read_image
 
     inp = args.input
-    from_files = any(v is not None for v in (inp.image, inp.audio, inp.text))
+    from_files = any(v is not None for v in (inp.image, inp.audio, inp.text)) or bool(inp.files)
     if args.ckpt_path is not None:
         predictor = load_predictor(args.ckpt_path)
         builder, data_cfg = predictor.builder, predictor.config["data"]
         if from_files:
-            return builder, predictor.sample_from_files(image=inp.image, audio=inp.audio, text=inp.text)
+            return builder, predictor.sample_from_files(image=inp.image, audio=inp.audio, text=inp.text, **inp.files)
     else:
         from hydra import compose, initialize_config_dir
         from hydra.utils import instantiate
@@ -182,6 +182,8 @@ def load_sample(args: InspectArgs) -> tuple[MultimodalGraphBuilder, Sample]:
             cfg = compose(config_name="config")
         builder = instantiate(cfg.graph)
         data_cfg = to_container(cfg.data)
+        if inp.files:
+            raise UsageError(f"input.{next(iter(inp.files))}=... needs ckpt_path= (a model whose graph reads it)")
         if from_files:
             img = wave = rate = None
             if inp.image is not None:

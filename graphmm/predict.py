@@ -48,6 +48,7 @@ from graphmm.data.io import read_audio, read_image, read_text
 from graphmm.data.targets import TargetVocab
 from graphmm.graphs import MultimodalGraphBuilder
 from graphmm.graphtypes import CanonicalEType
+from graphmm.modalities import list_modalities
 
 __all__ = [
     "Explanation",
@@ -140,6 +141,7 @@ class Predictor:
         audio: PathLike | None = None,
         text: str | None = None,
         label: int | None = None,
+        **files: PathLike,
     ) -> Sample:
         """A :class:`Sample` from files, converted to what the model was trained on.
 
@@ -152,6 +154,8 @@ class Predictor:
             audio: Sound file (WAV, FLAC, ...), or ``None``.
             text: The text, or ``None``.
             label: Optional true class, kept on the sample.
+            **files: A file for any other modality the model reads, by name (e.g.
+                ``video="clip.npy"``), read by that modality's builder (``read``).
 
         Returns:
             The sample, with ``id`` naming the files.
@@ -161,9 +165,18 @@ class Predictor:
             ValueError: A file cannot be read, no input was given, or the model was
                 trained without that modality.
         """
-        if image is None and audio is None and text is None:
+        if image is None and audio is None and text is None and not files:
             raise UsageError("give at least one input: input.image=<png|jpg>, input.audio=<wav> or input.text=\"...\"")
         b = self.builder
+        extra: dict[str, Any] = {}
+        for name, path in files.items():
+            builder = b.builders.get(name)
+            if builder is None or not callable(getattr(builder, "read", None)):
+                raise UsageError(
+                    f"this model reads no {name} input (it reads {list(b.builders)}); drop input.{name}={path}"
+                )
+            read = builder.read(os.fspath(path))
+            extra.update(read if isinstance(read, dict) else {name: read})
         img = wave = rate = None
         if image is not None:
             if b.image is None:
@@ -176,8 +189,8 @@ class Predictor:
             wave, rate = read_audio(audio, sample_rate=b.audio.sample_rate)
         if text is not None and b.text is None:
             raise UsageError("this model was trained without text (graph.text=null); drop input.text")
-        name = ", ".join(str(p) for p in (image, audio) if p is not None) or "text input"
-        return Sample(text=text, image=img, audio=wave, sample_rate=rate, label=label, id=name)
+        name = ", ".join(str(p) for p in (image, audio, *files.values()) if p is not None) or "text input"
+        return Sample(text=text, image=img, audio=wave, sample_rate=rate, label=label, id=name, **extra)
 
     def input_warnings(self, sample: Sample) -> list[str]:
         """What in ``sample`` carries no signal, so that a confident answer on it is suspect.
@@ -712,6 +725,9 @@ def parse_key_values(argv: Sequence[str], schema: type) -> Any:
         target, cls, parts = obj, schema, key.split(".")
         for i, part in enumerate(parts):
             names = {f.name for f in dataclasses.fields(cls)}
+            if cls is InputArgs and i == len(parts) - 1 and part not in names and part in list_modalities():
+                target.files[part] = raw  # another registered modality's file
+                break
             if part not in names:
                 raise UsageError(f"unknown key {key!r}; known keys: {', '.join(known(schema))}")
             tp = hints(cls)[part]
@@ -735,6 +751,8 @@ class InputArgs:
     audio: str | None = None
     text: str | None = None
     text_file: str | None = None
+    #: files of any other registered modality, ``input.<modality>=PATH`` (e.g. ``input.video=clip.npy``)
+    files: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -761,14 +779,16 @@ class PredictArgs:
 
 
 USAGE = """usage: python -m graphmm.predict ckpt_path=RUN/checkpoints/best.pt [input.image=IMG] [input.audio=WAV]
-                                [input.text="..." | input.text_file=TXT] [top_k=5] [beam_width=N]
+                                [input.text="..." | input.text_file=TXT] [input.<modality>=FILE]
+                                [top_k=5] [beam_width=N]
                                 [output=text|json] [explain=false]
                                 [explain_dir=DIR]
 
 Predict the class of one multimodal input with a trained model, or generate its text with
 a generation model (e.g. a digits_seq run): the image is resized to the training image
 size (a generation model keeps the width of an image strip) and converted to its
-channels, the audio resampled to the builder's rate. explain=true (GAT classifiers)
+channels, the audio resampled to the builder's rate; any other modality the model reads
+takes a file the same way (input.video=clip.npy, or a folder of PNG frames). explain=true (GAT classifiers)
 writes attention plots and a per-relation table. An input without signal (silent audio,
 empty or all-unknown text, a constant image) is reported under "warnings"."""
 
@@ -788,7 +808,7 @@ def run(args: PredictArgs) -> dict[str, Any]:
     inp = args.input
     if inp.text is not None and inp.text_file is not None:
         raise UsageError("give input.text or input.text_file, not both")
-    if inp.image is None and inp.audio is None and inp.text is None and inp.text_file is None:
+    if inp.image is None and inp.audio is None and inp.text is None and inp.text_file is None and not inp.files:
         raise UsageError(
             "give at least one input: input.image=<png|jpg>, input.audio=<wav>, input.text=\"...\" "
             "or input.text_file=<txt>"
@@ -808,7 +828,7 @@ def run(args: PredictArgs) -> dict[str, Any]:
             f"explain=true needs a graph attention model, but this checkpoint uses conv={gnn.conv!r}; "
             f"train with model.conv=gat or drop explain=true"
         )
-    sample = predictor.sample_from_files(image=inp.image, audio=inp.audio, text=text)
+    sample = predictor.sample_from_files(image=inp.image, audio=inp.audio, text=text, **inp.files)
     result: dict[str, Any] = {
         "checkpoint": str(predictor.ckpt_path),
         "epoch": predictor.epoch,
@@ -821,6 +841,9 @@ def run(args: PredictArgs) -> dict[str, Any]:
             "text": inp.text,
             "text_file": inp.text_file,
             "text_chars": len(text) if text is not None else None,
+            **{name: path for name, path in inp.files.items()},
+            **{f"{name}_shape": list(sample.inputs[name].shape) for name in inp.files
+               if isinstance(sample.inputs.get(name), torch.Tensor)},
         },
         "warnings": predictor.input_warnings(sample),
     }
@@ -862,6 +885,9 @@ def format_text(result: dict[str, Any]) -> str:
         parts.append(f"text {inp['text']!r}")
     if inp.get("text_file") is not None:
         parts.append(f"text file {inp['text_file']} ({inp['text_chars']} characters)")
+    for key in [k for k in inp if k.endswith("_shape") and k != "image_shape"]:
+        name = key[: -len("_shape")]
+        parts.append(f"{name} {inp.get(name)} ({'x'.join(map(str, inp[key]))})")
     lines = [f"checkpoint: {result['checkpoint']} (epoch {result['epoch']})", "inputs: " + "; ".join(parts)]
     lines += [f"warning: {w}" for w in result.get("warnings", [])] + [""]
     if "generated" in result:

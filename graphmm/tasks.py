@@ -1,18 +1,34 @@
 """What a run learns: class labels (:class:`ClassificationTask`) or text (:class:`GenerationTask`).
 
 A task knows what a sample must carry, how a batch is collated, the loss, the
-evaluation metrics, what goes into a checkpoint besides the weights, and the
-artefacts of a finished run. :func:`graphmm.train.train` picks one from
-``model.task`` and is otherwise the same loop for both.
+evaluation metrics, the decoding options, what goes into a checkpoint besides the
+weights, and the artefacts of a finished run. :func:`graphmm.train.train` picks one
+from ``model.task`` (:func:`make_task`) and is otherwise the same loop for both.
+
+``model.task`` is a ``_target_`` node naming the class (``conf/model/*.yaml``:
+``task: {_target_: graphmm.tasks.GenerationTask}``) or, on the command line, a
+registered short name (``model.task=generation``). A task is registered by
+:func:`register_task` on its class, and it reads its options from the model config
+(:meth:`Task.from_config`), so ``model.beam_width=2`` keeps working.
+
+Example:
+    >>> @register_task("my_task")
+    ... class MyTask(ClassificationTask):
+    ...     name = "my_task"  # what checkpoints store
+    >>> "my_task" in list_tasks() and make_task({"task": "my_task"}).name == "my_task"
+    True
+    >>> type(make_task({"task": {"_target_": "graphmm.tasks.ClassificationTask"}})).__name__
+    'ClassificationTask'
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dgl
 import torch
@@ -29,18 +45,37 @@ from graphmm.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ClassificationTask", "GenerationTask", "Task", "make_task", "sequence_metrics", "LOWER_IS_BETTER"]
+__all__ = [
+    "ClassificationTask", "GenerationTask", "Task", "get_task", "list_tasks", "make_task", "register_task",
+    "sequence_metrics", "task_class", "LOWER_IS_BETTER",
+]
 
 #: Metrics where smaller is better (early stopping and ``best.pt`` use this).
 LOWER_IS_BETTER: frozenset[str] = frozenset({"loss", "wer", "cer"})
 
 
-
 class Task:
-    """Interface of a task; see :class:`ClassificationTask` and :class:`GenerationTask`."""
+    """Interface of a task; see :class:`ClassificationTask` and :class:`GenerationTask`.
+
+    A subclass sets ``name`` (what checkpoints store), ``metrics`` (what
+    :meth:`evaluate` returns; ``trainer.monitor`` must be ``val/<one of them>``) and
+    ``config_keys`` (the model config keys it reads in :meth:`from_config`, which
+    therefore are not model constructor arguments).
+    """
 
     name: str
     metrics: tuple[str, ...]
+    config_keys: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, model_cfg: Mapping[str, Any]) -> Task:
+        """The task with its options from the ``model`` config (keys :attr:`config_keys`)."""
+        return cls()
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Raise :class:`~graphmm.config.ConfigError` naming the key when the composed
+        config cannot run this task (called by :func:`graphmm.config.validate_config`)."""
 
     def check(self, sample: Sample, index: int) -> None:
         """Raise ``ValueError`` naming the sample if it lacks what the task needs."""
@@ -83,7 +118,77 @@ class Task:
         raise NotImplementedError
 
 
+# ---------------------------------------------------------------------- registry
+_TASKS: dict[str, type[Task]] = {}
+T = TypeVar("T", bound=type[Task])
+
+
+def register_task(name: str) -> Callable[[T], T]:
+    """Class decorator registering a :class:`Task` under ``name`` (``model.task=<name>``).
+
+    Registering a name twice replaces the earlier class with a ``UserWarning``.
+    """
+
+    def decorator(cls: T) -> T:
+        if name in _TASKS and _TASKS[name] is not cls:
+            warnings.warn(f"task {name!r} is already registered ({_TASKS[name]!r}); replacing it with {cls!r}",
+                          UserWarning, stacklevel=2)
+        _TASKS[name] = cls
+        return cls
+
+    return decorator
+
+
+def list_tasks() -> list[str]:
+    """Sorted names of the registered tasks."""
+    return sorted(_TASKS)
+
+
+def get_task(name: str) -> type[Task]:
+    """The task class registered under ``name``; an unknown name lists the known ones."""
+    from graphmm.config import ConfigError  # deferred: config imports this module lazily too
+
+    if name not in _TASKS:
+        raise ConfigError(f"model.task={name!r} is not one of {list_tasks()} (or a _target_ node naming a Task class)")
+    return _TASKS[name]
+
+
+def task_class(spec: Any) -> type[Task]:
+    """The class ``model.task`` names: a ``{_target_: dotted.Class}`` node, a dotted
+    class path, or a registered name (:func:`list_tasks`).
+
+    Raises:
+        ConfigError: an unknown name, a node with keys besides ``_target_`` (the options
+            live in the model config: ``model.beam_width``, ...), or a class that is no Task.
+    """
+    from hydra.utils import get_class
+
+    from graphmm.config import ConfigError
+
+    if isinstance(spec, Mapping):
+        extra = sorted(set(spec) - {"_target_"})
+        if extra or "_target_" not in spec:
+            raise ConfigError(
+                f"model.task must be {{_target_: <Task class>}} only, got keys {sorted(spec)}; set the task's "
+                f"options in the model config instead (e.g. model.{extra[0] if extra else 'beam_width'}=...)"
+            )
+        spec = spec["_target_"]
+    if not isinstance(spec, str) or not spec:
+        raise ConfigError(f"model.task={spec!r} is neither a task name {list_tasks()} nor a _target_ node")
+    cls = get_class(spec) if "." in spec else get_task(spec)
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise ConfigError(f"model.task={spec!r} is not a graphmm.tasks.Task subclass")
+    return cls
+
+
+def make_task(model_cfg: Mapping[str, Any]) -> Task:
+    """The task a model config asks for (``model.task``, default ``classification``),
+    with its options from the same config (:meth:`Task.from_config`)."""
+    return task_class(model_cfg.get("task", "classification")).from_config(model_cfg)
+
+
 # ---------------------------------------------------------------------- classification
+@register_task("classification")
 class ClassificationTask(Task):
     """Class labels: cross-entropy, accuracy and macro F1, a confusion matrix."""
 
@@ -236,6 +341,7 @@ def sequence_metrics(predictions: Sequence[str], references: Sequence[str]) -> d
     }
 
 
+@register_task("generation")
 class GenerationTask(Task):
     """Target text: teacher-forced cross-entropy, decoding, WER/CER/BLEU/exact match.
 
@@ -251,11 +357,54 @@ class GenerationTask(Task):
 
     name = "generation"
     metrics = ("loss", "wer", "cer", "bleu", "exact")
+    config_keys = ("target_level", "target_min_freq", "beam_width", "length_penalty", "max_len")
 
     def __init__(self, level: str = "word", min_freq: int = 1, beam_width: int = 1, length_penalty: float = 0.0,
                  max_len: int | None = None) -> None:
         self.vocab = TargetVocab(level=level, min_freq=min_freq)
         self.beam_width, self.length_penalty, self.max_len = beam_width, length_penalty, max_len
+
+    @classmethod
+    def from_config(cls, model_cfg: Mapping[str, Any]) -> GenerationTask:
+        """From ``model.target_level``, ``target_min_freq``, ``beam_width``,
+        ``length_penalty`` and ``max_len``."""
+        m = model_cfg
+        return cls(level=m["target_level"], min_freq=m["target_min_freq"], beam_width=m["beam_width"],
+                   length_penalty=m["length_penalty"], max_len=m["max_len"])
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """``model.decoder_heads`` must divide ``model.hidden``, ``model.target_level``
+        be known, the counts positive, and the dataset must give targets."""
+        from hydra.utils import get_method
+
+        from graphmm.config import ConfigError
+
+        m = cfg.model
+        if "decoder_heads" not in m:
+            raise ConfigError(
+                f"model.task=generation needs a text generator, but model._target_={m.get('_target_')} is a "
+                f"classifier; use model=graph_seq2seq (or model=transformer_seq2seq, experiment=digits_seq)"
+            )
+        if m.hidden % m.decoder_heads:
+            raise ConfigError(f"model.decoder_heads={m.decoder_heads} must divide model.hidden={m.hidden}")
+        if m.target_level not in ("word", "char"):
+            raise ConfigError(f"model.target_level={m.target_level!r} is not one of ['word', 'char']")
+        for key in ("beam_width", "decoder_layers", "target_min_freq"):
+            if m[key] < 1:
+                raise ConfigError(f"model.{key} must be >= 1, got {m[key]}")
+        if m.max_len is not None and m.max_len < 1:
+            raise ConfigError(f"model.max_len must be >= 1 or null, got {m.max_len}")
+        target = cfg.data.get("_target_")
+        try:
+            loader = get_method(target) if target else None
+        except Exception:  # an unknown loader fails with its own error when the data load
+            loader = None
+        if loader is not None and getattr(loader, "provides_targets", None) is False:
+            raise ConfigError(
+                f"model.task=generation needs target texts, but data._target_={target} gives samples without "
+                f"targets; use a dataset with targets (e.g. experiment=digits_seq) or a classification model"
+            )
 
     def check(self, sample: Sample, index: int) -> None:
         if sample.target is None:
@@ -353,15 +502,3 @@ class GenerationTask(Task):
         for s, p in list(zip(samples, predictions))[:5]:
             log.info("example %s: target=%r generated=%r", s.id, s.target, p)
 
-
-def make_task(model_cfg: Any) -> Task:
-    """The task a model config asks for (``model.task``)."""
-    task = model_cfg.get("task", "classification")
-    if task == "classification":
-        return ClassificationTask()
-    if task == "generation":
-        return GenerationTask(
-            level=model_cfg.target_level, min_freq=model_cfg.target_min_freq, beam_width=model_cfg.beam_width,
-            length_penalty=model_cfg.length_penalty, max_len=model_cfg.max_len,
-        )
-    raise ValueError(f"model.task={task!r} is not one of ['classification', 'generation']")

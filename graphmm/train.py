@@ -1,12 +1,13 @@
 """Training entry point: ``python -m graphmm.train [overrides]``.
 
 :func:`train` is a plain function of a composed config, used by the command line,
-by tests and by benchmarks alike; :func:`main` is the thin Hydra wrapper.
+by tests and by benchmarks alike; :func:`fit` also returns the trained objects
+(:class:`TrainedRun`); :func:`main` is the thin Hydra wrapper. The loop itself is a
+:class:`graphmm.engine.Engine` that :func:`build_engine` composes from the config.
 """
 
 from __future__ import annotations
 
-import copy
 import csv
 import inspect
 import logging
@@ -14,7 +15,9 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,38 +27,36 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm  # the type of progress_bar()'s bars
 
 from graphmm.config import CONF_DIR, ConfigError, check_writable, to_container, validate_config
-from graphmm.data import MODALITIES, ModalityDropout, Sample
+from graphmm.data import ModalityDropout, Sample
 from graphmm.ddp import DistContext, init_distributed
+from graphmm.engine import (
+    Callback,
+    CheckpointCallback,
+    EarlyStopping,
+    EMACallback,
+    Engine,
+    LoggerCallback,
+    NonFiniteLossGuard,
+    ProgressCallback,
+    fmt,
+)
 from graphmm.graphs import MultimodalGraphBuilder
-from graphmm.loggers import make_logger, require
+from graphmm.loggers import require
 from graphmm.progress import bars_enabled, progress_bar
 from graphmm.runstate import (
     EpochSampler,
     EpochView,
     check_resume_config,
-    checkpoint_name,
     find_last_run,
     load_resume_state,
-    load_weights,
-    prune_checkpoints,
     rebuild_scheduler,
-    rng_state,
-    set_rng_state,
 )
-from graphmm.tasks import LOWER_IS_BETTER, ClassificationTask, Task, make_task
-from graphmm.utils import (
-    load_checkpoint,
-    remove_orphaned_temp_files,
-    resolve_device,
-    save_checkpoint,
-    seed_everything,
-    write_json,
-)
+from graphmm.tasks import ClassificationTask, Task, make_task, task_class
+from graphmm.utils import remove_orphaned_temp_files, resolve_device, seed_everything, write_json
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +140,6 @@ def find_resume(
     return state, path, changes
 
 
-#: Keys of a model config that configure the task (targets, decoding), not the module.
-_TASK_KEYS = ("task", "target_level", "target_min_freq", "beam_width", "length_penalty", "max_len")
-
-
 def build_model(
     model_cfg: DictConfig, builder: MultimodalGraphBuilder, num_classes: int | None = None, **data_kwargs: Any
 ) -> torch.nn.Module:
@@ -156,7 +153,8 @@ def build_model(
             of a generator (see :meth:`graphmm.tasks.Task.model_kwargs`).
     """
     kwargs = to_container(model_cfg)
-    for key in _TASK_KEYS:
+    # the task and the keys it reads (targets, decoding) configure the run, not the module
+    for key in ("task", *task_class(kwargs.get("task", "classification")).config_keys):
         kwargs.pop(key, None)
     heads = kwargs.pop("heads")
     conv_kwargs = dict(kwargs.pop("conv_kwargs") or {})
@@ -325,27 +323,56 @@ def fit_builder(builder: MultimodalGraphBuilder, samples: Sequence[Sample], prog
         builder.fit(_Ticking(samples, bar, after="vocabulary and feature statistics") if progress else samples)
 
 
-def _improved(
-    monitor: str, value: float, best: float | None, loss: float | None = None, best_loss: float | None = None
-) -> bool:
-    """Whether ``value`` of ``monitor`` beats ``best``. An exact tie on a metric
-    other than the loss goes to the lower validation loss: accuracy on a few hundred
-    samples ties often, and of two epochs with equal accuracy the one with the lower
-    loss gives the validation labels more probability."""
-    if best is None:
-        return True
-    if value == best and loss is not None and best_loss is not None and monitor.split("/")[-1] != "loss":
-        return loss < best_loss
-    return value < best if monitor.split("/")[-1] in LOWER_IS_BETTER else value > best
+@dataclass
+class TrainedRun:
+    """What :func:`fit` trained, for tests and benchmarks that go on using it.
+
+    Attributes:
+        model: The tested model: the best epoch's weights (their average, with
+            ``trainer.ema_decay``), in eval mode on the run's device.
+        builder: The fitted graph builder (``builder.batch(samples)`` feeds ``model``).
+        task: The fitted task (classes, or the target vocabulary and decoding).
+        splits: The screened ``train``/``val``/``test`` samples.
+        engine: The engine, with its :class:`~graphmm.engine.RunState` and callbacks.
+        out: The run directory.
+    """
+
+    model: torch.nn.Module
+    builder: MultimodalGraphBuilder
+    task: Task
+    splits: dict[str, list[Sample]]
+    engine: Engine
+    out: Path
+
+
+@dataclass
+class _Data:
+    """The screened data, the fitted builder and task, and the counts for metrics.json."""
+
+    splits: dict[str, list[Sample]]
+    builder: MultimodalGraphBuilder
+    task: Task
+    skipped: int
+    truncated: int
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train and test one model; returns the metrics also written to ``metrics.json``.
 
+    The same as :func:`fit`, without the trained objects.
+    """
+    return fit(cfg)[0]
+
+
+def fit(cfg: DictConfig) -> tuple[dict[str, float], TrainedRun]:
+    """Train and test one model; returns the metrics also written to ``metrics.json``
+    and the trained objects (:class:`TrainedRun`).
+
     Steps: validate the config, seed, load and screen the data, fit the graph builder
     on the training split (vocabulary, audio statistics), train with early stopping on
     ``trainer.monitor`` keeping the best checkpoint, then evaluate that checkpoint on
-    the test split.
+    the test split. The loop is a :class:`graphmm.engine.Engine` with one callback per
+    concern (checkpoints, early stopping, EMA, logger, progress, missing-modality test).
 
     A run writes checkpoints atomically after every epoch and every
     ``trainer.checkpoint_every_n_steps`` steps (``checkpoints/step-*.pt``, the newest
@@ -382,16 +409,60 @@ def train(cfg: DictConfig) -> dict[str, float]:
     require(tcfg.logger)  # a missing package fails now, not after the data are ready
     ctx = init_distributed(tcfg.device) if tcfg.strategy == "ddp" else DistContext()
     try:
-        metrics = _train(cfg, ctx)
+        result = _run(cfg, ctx)
         ctx.barrier()  # no process leaves the group while another still uses it
-        return metrics
+        return result
     finally:
         if ctx.enabled and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
 
-def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
+def _run(cfg: DictConfig, ctx: DistContext) -> tuple[dict[str, float], TrainedRun]:
+    """:func:`fit` within one process of the run."""
     tcfg = cfg.trainer
+    out = _prepare_run_dir(cfg, ctx)
+    device = resolve_device(tcfg.device)
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+    # the checkpoint to continue from, checked against this config before any data are loaded
+    resume = find_resume(cfg, out, device) if tcfg.resume else None
+    seed_everything(cfg.seed)
+    show = bars_enabled(tcfg.progress) and ctx.is_main  # never into a log file
+    t0 = time.perf_counter()
+    data = prepare_data(cfg, out, ctx, show)
+    engine = build_engine(cfg, data, out, device, ctx, show)
+    if resume is not None:
+        _restore(cfg, engine, data, *resume)
+    try:
+        engine.fit()
+        val, test, predictions = engine.test()
+    finally:
+        engine.call("teardown")
+    s = engine.state
+    if ctx.is_main:
+        _write_history(out / "history.csv", s.history)
+        data.task.write_artefacts(out, s.history, data.splits["test"], predictions)
+    metrics: dict[str, float] = {
+        **{f"val/{k}": v for k, v in val.items()},
+        **{f"test/{k}": v for k, v in test.items()},
+        **engine.extra_metrics,
+        "best_epoch": s.best_epoch,
+        "epochs": len(s.history),
+        "steps": s.step,
+        "num_params": sum(p.numel() for p in engine.model.parameters()),
+        "data/skipped": data.skipped,
+        "data/truncated": data.truncated,
+    }
+    if ctx.is_main:
+        write_json(out / "metrics.json", metrics)
+        write_json(out / "timing.json", {"time_s": round(time.perf_counter() - t0, 2)})
+    log.info("%s (best epoch %d) -> %s", fmt(test, "test"), s.best_epoch, out)
+    return metrics, TrainedRun(engine.eval_model, data.builder, data.task, data.splits, engine, out)
+
+
+def _prepare_run_dir(cfg: DictConfig, ctx: DistContext) -> Path:
+    """The run directory (rank 0's, for every process), writable and without the
+    temporary files an interrupted write left."""
     # every process writes into rank 0's folder (Hydra may time-stamp each differently)
     out = Path(ctx.broadcast(str(run_directory(cfg)) if ctx.is_main else None))
     if ctx.is_main:
@@ -401,15 +472,13 @@ def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
             if removed:
                 log.info("removed %d temporary file(s) an interrupted write left in %s: %s", len(removed), folder,
                          ", ".join(p.name for p in removed))
-    device = resolve_device(tcfg.device)
-    if ctx.enabled and device.type == "cuda":
-        device = torch.device("cuda", ctx.local_rank)
-    # the checkpoint to continue from, checked against this config before any data are loaded
-    resume = find_resume(cfg, out, device) if tcfg.resume else None
-    seed_everything(cfg.seed)
-    show = bars_enabled(tcfg.progress) and ctx.is_main  # never into a log file
+    return out
 
-    t0 = time.perf_counter()
+
+def prepare_data(cfg: DictConfig, out: Path, ctx: DistContext | None = None, progress: bool = False) -> _Data:
+    """Load and screen the data (``skipped.csv`` lists what was left out), fit the
+    graph builder on the training split and the task on all splits."""
+    ctx = ctx or DistContext()
     splits, on_error = load_splits(cfg.data)
     # one list of what was left out, the loader's drops and the screening's, so that the
     # `data:` line, metrics.json and skipped.csv give the same count
@@ -419,7 +488,7 @@ def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
     class_names = [str(c) for c in getattr(splits, "classes", None) or []] or None
     builder: MultimodalGraphBuilder = instantiate(cfg.graph)
     task = make_task(cfg.model)
-    splits, skipped = screen_samples(splits, builder, on_error, progress=show, task=task, record=skip_rows)
+    splits, skipped = screen_samples(splits, builder, on_error, progress=progress, task=task, record=skip_rows)
     n_skipped = read_skipped + sum(skipped.values())
     if ctx.is_main and skip_rows:
         _write_rows(out / "skipped.csv", skip_rows, SKIPPED_COLUMNS)
@@ -429,9 +498,9 @@ def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
             "text: truncated %d document(s) to graph.text.max_tokens=%d words (null keeps every word)",
             truncated, builder.text.max_tokens,
         )
-    fit_builder(builder, splits["train"], progress=show)
-    if tcfg.cache_dir:
-        builder.use_cache(tcfg.cache_dir)  # per-sample features reused by later epochs, runs and sweep jobs
+    fit_builder(builder, splits["train"], progress=progress)
+    if cfg.trainer.cache_dir:
+        builder.use_cache(cfg.trainer.cache_dir)  # per-sample features reused by later epochs, runs and sweep jobs
     task.fit(splits, class_names)
     log.info(
         "data: %s (skipped %d: %d while reading the files, %s by the sample checks%s)",
@@ -439,259 +508,115 @@ def _train(cfg: DictConfig, ctx: DistContext) -> dict[str, float]:
         f"; listed in {out / 'skipped.csv'}" if skip_rows else "",
     )
     log.info("graph: %s", builder)
+    return _Data(splits, builder, task, n_skipped, truncated)
 
+
+def build_engine(
+    cfg: DictConfig, data: _Data, out: Path, device: torch.device, ctx: DistContext, progress: bool = False
+) -> Engine:
+    """The model, optimizer, scheduler and loaders the config asks for, in an
+    :class:`~graphmm.engine.Engine` with the callbacks of ``trainer``."""
+    tcfg, builder, task = cfg.trainer, data.builder, data.task
     model = build_model(cfg.model, builder, **task.model_kwargs()).to(device)
     optimizer = instantiate(tcfg.optimizer)(params=model.parameters())
     scheduler = instantiate(tcfg.scheduler)(optimizer=optimizer) if tcfg.scheduler is not None else None
-    # evaluation and checkpoints use an exponential moving average of the weights when
-    # asked: it smooths the epoch-to-epoch noise that early stopping would pick up
-    ema = (
-        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tcfg.ema_decay), use_buffers=True)
-        if tcfg.ema_decay
-        else None
-    )
-    eval_model = ema.module if ema is not None else model
-    # DDP averages the gradients of the replicas; a sample without some modality leaves
-    # that encoder unused in a step, hence find_unused_parameters
-    train_model = (
-        torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if ctx.enabled else model
-    )
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info("model: %d parameters", n_params)
-
+    log.info("model: %d parameters", sum(p.numel() for p in model.parameters()))
     collate = task.collate(builder)
-    train_loader = make_loader(
-        splits["train"], builder, tcfg.batch_size, True, tcfg.num_workers, cfg.seed, tcfg.modality_dropout, collate,
-        ctx,
-    )
-    val_loader = make_loader(splits["val"], builder, tcfg.eval_batch_size, False, tcfg.num_workers, cfg.seed,
-                             collate_fn=collate, ctx=ctx)
-    test_loader = make_loader(splits["test"], builder, tcfg.eval_batch_size, False, tcfg.num_workers, cfg.seed,
-                              collate_fn=collate, ctx=ctx)
-
-    ckpt_dir = out / "checkpoints"
-    monitor_key = tcfg.monitor.split("/", 1)[1]
-    config_dict = to_container(cfg)
-    run: dict[str, Any] = {
-        "epoch": 0,  # the epoch in progress (or just finished, if epoch_end)
-        "epoch_end": False,
-        "batch": 0,  # batches of `epoch` done
-        "step": 0,
-        "running": 0.0,
-        "seen": 0,
-        "best": None,
-        "best_loss": None,  # val loss at the best epoch: breaks ties of the monitored metric
-        "best_epoch": -1,
-        "bad_epochs": 0,
-        "stopped": False,
-        "history": [],
+    evaluation = partial(make_loader, builder=builder, batch_size=tcfg.eval_batch_size, shuffle=False,
+                         num_workers=tcfg.num_workers, seed=cfg.seed, collate_fn=collate, ctx=ctx)
+    loaders = {
+        "train": make_loader(data.splits["train"], builder, tcfg.batch_size, True, tcfg.num_workers, cfg.seed,
+                             tcfg.modality_dropout, collate, ctx),
+        "val": evaluation(data.splits["val"]),
+        "test": evaluation(data.splits["test"]),
     }
-    best_weights: dict[str, torch.Tensor] | None = None  # a copy, so that any checkpoint can rebuild best.pt
+    ckpt_dir = out / "checkpoints"
+    extra = partial(_checkpoint_extra, to_container(cfg), builder, task)
+    callbacks: list[Callback] = [NonFiniteLossGuard(ckpt_dir)]
+    if tcfg.ema_decay:
+        callbacks.append(EMACallback(tcfg.ema_decay))
+    callbacks += [
+        EarlyStopping(tcfg.monitor, tcfg.patience),
+        LoggerCallback(tcfg.logger, out),
+        ProgressCallback(progress, tcfg.monitor),
+        CheckpointCallback(ckpt_dir, tcfg.keep_checkpoints, tcfg.checkpoint_every_n_steps, extra),  # after the above
+    ]
+    if tcfg.test_missing_modalities:
+        callbacks.append(MissingModalityTest(builder, data.splits["test"], evaluation))
+    return Engine(
+        model, task, optimizer, loaders, data.splits, device, max_epochs=tcfg.max_epochs,
+        batch_size=tcfg.batch_size, scheduler=scheduler, callbacks=callbacks, grad_clip=tcfg.grad_clip,
+        label_smoothing=tcfg.label_smoothing, limit_train_batches=tcfg.limit_train_batches, ctx=ctx,
+        progress=progress,
+    )
 
-    def save_best() -> None:
-        if not ctx.is_main:
-            return
-        save_checkpoint(
-            ckpt_dir / "best.pt",
-            {"model": best_weights, "config": config_dict, "builder": builder.state_dict(),
-             **task.state_dict(), "epoch": run["best_epoch"]},
-        )
 
-    resumed = False
-    if resume is not None:
-        state, path, changes = resume
-        load_weights(model, state["train_model"], path)
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-            if any(k.startswith("trainer.scheduler.") for k in changes):
-                # e.g. T_max following a changed max_epochs: the new schedule, at the epoch reached
-                scheduler = rebuild_scheduler(instantiate(tcfg.scheduler), optimizer, scheduler.last_epoch)
-                log.info("learning-rate schedule rebuilt for the new config: lr=%.6g at epoch %d",
-                         optimizer.param_groups[0]["lr"], scheduler.last_epoch)
-        if ema is not None and state.get("ema") is not None:
-            load_weights(ema, state["ema"], path)
-        builder.load_state_dict(state["builder"])
-        task.load_state_dict(state)
-        run.update(state["run"])
-        if "trainer.patience" in changes:  # an early stop is undone, or made, by the new patience
-            run["stopped"] = run["bad_epochs"] >= tcfg.patience
-        best_weights = state.get("best_model")
-        if best_weights is not None:
-            save_best()
-        set_rng_state(state["rng"])  # last, so nothing after it draws before training resumes
-        resumed = True
-        log.info("resumed from %s (epoch %d, step %d)", path, run["epoch"], run["step"])
+def _checkpoint_extra(config: dict[str, Any], builder: MultimodalGraphBuilder, task: Task) -> dict[str, Any]:
+    """What every checkpoint and ``best.pt`` hold besides weights: the resolved config,
+    the graph builder's and the task's state (what ``predict`` needs to rebuild the run)."""
+    return {"config": config, "builder": builder.state_dict(), **task.state_dict()}
 
-    def save(epoch_end: bool) -> None:
-        # never let a diverged model replace the last good checkpoint on disk
-        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-            raise FloatingPointError(
-                f"the weights became non-finite at epoch {run['epoch']}, step {run['step']}; stopping. "
-                f"The last good checkpoints are in {ckpt_dir}"
-            )
-        if not ctx.is_main:
-            return
-        state = {
-            "model": eval_model.state_dict(),
-            "train_model": model.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "run": {**run, "epoch_end": epoch_end},
-            "best_model": best_weights,
-            "epoch_end": epoch_end,
-            "rng": rng_state(),
-            "config": config_dict,
-            "builder": builder.state_dict(),
-            **task.state_dict(),
-        }
-        logger.flush()  # the events never lag behind the checkpoint a resumed run starts from
-        save_checkpoint(ckpt_dir / checkpoint_name(run["step"], epoch_end), state)
-        prune_checkpoints(ckpt_dir, tcfg.keep_checkpoints)
 
-    # Scalars go against the global step into <out>/tensorboard/. A resumed run appends
-    # to the same folder and hides what the interrupted run wrote after its checkpoint
-    # (steps > run["step"]); a fresh run hides whatever an earlier run left there. The
-    # logger draws no random numbers, so it leaves the restored RNG state as it is.
-    logger = make_logger(tcfg.logger if ctx.is_main else None, out, purge_step=run["step"] + 1 if resumed else 0)
+def _restore(
+    cfg: DictConfig, engine: Engine, data: _Data, state: dict[str, Any], path: Path, changes: Mapping[str, Any]
+) -> None:
+    """Continue from ``state`` (found by :func:`find_resume`): the builder and the task
+    first (``best.pt`` is rewritten with them), then the engine."""
+    data.builder.load_state_dict(state["builder"])
+    data.task.load_state_dict(state)
+    rebuild = None
+    if any(k.startswith("trainer.scheduler.") for k in changes):
+        # e.g. T_max following a changed max_epochs: the new schedule, at the epoch reached
+        rebuild = partial(_rebuilt_schedule, cfg.trainer.scheduler)
+    engine.restore(state, path, rebuild)
+    log.info("resumed from %s (epoch %d, step %d)", path, engine.state.epoch, engine.state.step)
 
-    try:
-        first = run["epoch"] + 1 if run["epoch_end"] else run["epoch"]
-        if run["epoch_end"]:
-            run.update(batch=0, running=0.0, seen=0)
-        epochs = progress_bar(
-            range(first, tcfg.max_epochs), enabled=show, desc="epochs", initial=first, total=tcfg.max_epochs,
-            leave=True,
-        )
-        for epoch in [] if run["stopped"] else epochs:
-            run["epoch"] = epoch
-            model.train()
-            train_loader.sampler.set_epoch(epoch, skip=run["batch"] * tcfg.batch_size)
-            limit = tcfg.limit_train_batches
-            todo = run["batch"] + len(train_loader)  # batches of this epoch, done ones included
-            batches = progress_bar(
-                train_loader,
-                enabled=show,
-                desc=f"epoch {epoch}",
-                initial=run["batch"],
-                total=todo if limit is None else min(limit, todo),
-            )
-            for g, y in batches:
-                if limit is not None and run["batch"] >= limit:
-                    break
-                g, y = g.to(device), y.to(device)
-                loss = task.loss(train_model, g, y, tcfg.label_smoothing)
-                if not ctx.all_finite(loss):
-                    raise FloatingPointError(
-                        f"non-finite loss {float(loss)} at epoch {epoch}, step {run['step']}; stopping. "
-                        f"The last good checkpoints are in {ckpt_dir}"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if tcfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-                optimizer.step()
-                if ema is not None:
-                    ema.update_parameters(model)
-                run["step"] += 1
-                run["batch"] += 1
-                run["running"] += float(loss) * y.shape[0]
-                run["seen"] += y.shape[0]
-                batches.set_postfix(loss=f"{run['running'] / run['seen']:.4f}")
-                logger.log_scalars({"train/loss": float(loss)}, run["step"])
-                if tcfg.checkpoint_every_n_steps and run["step"] % tcfg.checkpoint_every_n_steps == 0:
-                    save(epoch_end=False)
-            batches.close()
-            lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
-            if scheduler is not None:
-                scheduler.step()
-            val, _ = task.evaluate(eval_model, val_loader, splits["val"], device, progress=show, desc="val", ctx=ctx)
-            running, seen = map(sum, zip(*ctx.all_gather((run["running"], run["seen"]))))
-            row = {
-                "epoch": epoch,
-                "train/loss": running / max(seen, 1),
-                **{f"val/{k}": v for k, v in val.items()},
-            }
-            run["history"].append(row)
-            logger.log_scalars(
-                {"train/epoch_loss": row["train/loss"], **{f"val/{k}": v for k, v in val.items()}, "lr": lr,
-                 "epoch": epoch},
-                run["step"],
-            )
-            headline = "acc" if "acc" in val else "exact"
-            shown = {"loss": f"{row['train/loss']:.4f}", f"val_{headline}": f"{val[headline]:.4f}"}
-            shown[f"val_{monitor_key}"] = f"{val[monitor_key]:.4f}"  # the monitored metric, when not the headline
-            epochs.set_postfix(shown)
-            log.info("epoch %d: train/loss=%.4f %s", epoch, row["train/loss"], _fmt(val, "val"))
-            if _improved(tcfg.monitor, val[monitor_key], run["best"], val.get("loss"), run.get("best_loss")):
-                run.update(best=val[monitor_key], best_loss=val.get("loss"), best_epoch=epoch, bad_epochs=0)
-                best_weights = copy.deepcopy(eval_model.state_dict())
-                save_best()
-            else:
-                run["bad_epochs"] += 1
-            if run["bad_epochs"] >= tcfg.patience:
-                run["stopped"] = True
-                log.info("early stop at epoch %d: no %s improvement for %d epochs", epoch, tcfg.monitor, tcfg.patience)
-            run.update(batch=0, running=0.0, seen=0)
-            save(epoch_end=True)
-            if run["stopped"]:
-                break
-        epochs.close()
 
-        if ctx.is_main:
-            _write_history(out / "history.csv", run["history"])
-        ctx.barrier()  # best.pt is written by rank 0
-        best_state = load_checkpoint(ckpt_dir / "best.pt", map_location=device)
-        eval_model.load_state_dict(best_state["model"])
-        val, _ = task.evaluate(
-            eval_model, val_loader, splits["val"], device, progress=show, desc="val (best)", final=True, ctx=ctx
-        )
-        test, test_pred = task.evaluate(
-            eval_model, test_loader, splits["test"], device, progress=show, desc="test", final=True, ctx=ctx
-        )
-        logger.log_scalars({f"test/{k}": v for k, v in test.items()}, run["step"])
-        if ctx.is_main:
-            task.write_artefacts(out, run["history"], splits["test"], test_pred)
-        without: dict[str, float] = {}
-        if tcfg.test_missing_modalities:
-            used = [m for m, b in (("text", builder.text), ("image", builder.image), ("audio", builder.audio)) if b]
-            for modality, pair in without_each_modality(splits["test"], used).items():
-                for prefix, samples in zip((f"test_with_{modality}", f"test_without_{modality}"), pair):
-                    if prefix.startswith("test_with_") and len(samples) == len(splits["test"]):
-                        scores = test  # the whole test split: already scored
-                    else:
-                        loader = make_loader(samples, builder, tcfg.eval_batch_size, False, tcfg.num_workers,
-                                             cfg.seed, collate_fn=collate, ctx=ctx)
-                        scores, _ = task.evaluate(eval_model, loader, samples, device, progress=show,
-                                                  desc=prefix.replace("_", " "), final=True, ctx=ctx)
-                    without.update({f"{prefix}/{k}": v for k, v in scores.items()})
-                without[f"test_without_{modality}/n"] = float(len(pair[0]))
-            if without:
-                logger.log_scalars(without, run["step"])
-                log.info("%s", " ".join(f"{k}={v:.4f}" for k, v in without.items()))
-        metrics: dict[str, float] = {
-            **{f"val/{k}": v for k, v in val.items()},
-            **{f"test/{k}": v for k, v in test.items()},
-            **without,
-            "best_epoch": run["best_epoch"],
-            "epochs": len(run["history"]),
-            "steps": run["step"],
-            "num_params": n_params,
-            "data/skipped": n_skipped,
-            "data/truncated": truncated,
-        }
-        if ctx.is_main:
-            write_json(out / "metrics.json", metrics)
-            write_json(out / "timing.json", {"time_s": round(time.perf_counter() - t0, 2)})
-        log.info("%s (best epoch %d) -> %s", _fmt(test, "test"), run["best_epoch"], out)
-        return metrics
-    finally:
-        logger.close()
+def _rebuilt_schedule(scheduler_cfg: DictConfig, old: Any) -> Any:
+    """The schedule ``scheduler_cfg`` builds, brought to the epoch ``old`` reached."""
+    scheduler = rebuild_scheduler(instantiate(scheduler_cfg), old.optimizer, old.last_epoch)
+    log.info("learning-rate schedule rebuilt for the new config: lr=%.6g at epoch %d",
+             old.optimizer.param_groups[0]["lr"], scheduler.last_epoch)
+    return scheduler
+
+
+class MissingModalityTest(Callback):
+    """``trainer.test_missing_modalities``: after the test, score the test samples that
+    have a modality and another one, as they are (``test_with_<m>/*``) and with that
+    modality removed (``test_without_<m>/*``), and count them (``test_without_<m>/n``);
+    see :func:`without_each_modality`. The results go to ``metrics.json`` after ``test/*``.
+
+    Args:
+        builder: The fitted graph builder (which modalities the model reads).
+        samples: The test samples.
+        make_loader: ``samples -> DataLoader`` for evaluation.
+    """
+
+    def __init__(self, builder: MultimodalGraphBuilder, samples: Sequence[Sample],
+                 make_loader: Callable[[Sequence[Sample]], DataLoader]) -> None:
+        self.builder, self.samples, self.make_loader = builder, samples, make_loader
+
+    def on_test_end(self, engine: Engine, metrics: dict[str, float], predictions: Any) -> None:
+        builder, test, without = self.builder, metrics, {}
+        used = list(builder.builders)
+        for modality, pair in without_each_modality(self.samples, used).items():
+            for prefix, samples in zip((f"test_with_{modality}", f"test_without_{modality}"), pair):
+                if prefix.startswith("test_with_") and len(samples) == len(self.samples):
+                    scores = test  # the whole test split: already scored
+                else:
+                    scores, _ = engine.task.evaluate(engine.eval_model, self.make_loader(samples), samples,
+                                                     engine.device, progress=engine.progress,
+                                                     desc=prefix.replace("_", " "), final=True, ctx=engine.ctx)
+                without.update({f"{prefix}/{k}": v for k, v in scores.items()})
+            without[f"test_without_{modality}/n"] = float(len(pair[0]))
+        if without:
+            engine.log(without)
+            log.info("%s", " ".join(f"{k}={v:.4f}" for k, v in without.items()))
+        engine.extra_metrics.update(without)
 
 
 def without_each_modality(
-    samples: Sequence[Sample], used: Sequence[str] = MODALITIES
+    samples: Sequence[Sample], used: Sequence[str] | None = None
 ) -> dict[str, tuple[list[Sample], list[Sample]]]:
     """For each modality ``m`` in ``used``: the samples that have ``m`` and at least one
     other used modality, as they are and with ``m`` removed.
@@ -703,7 +628,8 @@ def without_each_modality(
 
     Args:
         samples: Test samples.
-        used: The modalities the model reads (e.g. the graph builder's); others are ignored.
+        used: The modalities the model reads (e.g. the graph builder's); others are
+            ignored. Default: every registered modality.
 
     Returns:
         ``{m: (with_m, without_m)}``.
@@ -714,17 +640,15 @@ def without_each_modality(
         >>> {m: [x.modalities for x in w] for m, (_, w) in without_each_modality(s).items()}
         {'text': [('image',)], 'image': [('text',)]}
     """
+    from graphmm.modalities import list_modalities
+
+    used = list_modalities() if used is None else list(used)
     out: dict[str, tuple[list[Sample], list[Sample]]] = {}
     for m in used:
-        change: dict[str, Any] = {m: None, **({"sample_rate": None} if m == "audio" else {})}
         keep = [s for s in samples if m in s.modalities and (set(s.modalities) & set(used)) - {m}]
         if keep:
-            out[m] = (keep, [s.replace(**change) for s in keep])
+            out[m] = (keep, [s.without(m) for s in keep])
     return out
-
-
-def _fmt(metrics: dict[str, float], prefix: str) -> str:
-    return " ".join(f"{prefix}/{k}={v:.4f}" for k, v in metrics.items())
 
 
 def _write_rows(path: Path, rows: list[dict[str, str]], columns: Sequence[str]) -> None:

@@ -15,11 +15,26 @@ from typing import Any
 import numpy as np
 import torch
 
-DGL_CUDA_HINT = (
-    "DGL from PyPI (dgl==2.1.0) is a CPU-only build. For trainer.device=cuda install DGL's CUDA "
-    "build matching torch 2.2.1, e.g. `pip install dgl==2.1.0 -f "
-    "https://data.dgl.ai/wheels/torch-2.2/cu121/repo.html`, or run with trainer.device=cpu."
-)
+def dgl_cuda_hint() -> str:
+    """What to install for ``trainer.device=cuda``: DGL's CUDA build for the installed
+    DGL, torch and CUDA versions (the PyPI wheel of DGL is CPU-only).
+
+    Example:
+        >>> "data.dgl.ai/wheels/torch-" in dgl_cuda_hint()
+        True
+    """
+    import dgl
+
+    dgl_version = dgl.__version__.split("+")[0]
+    torch_version = torch.__version__.split("+")[0]
+    cuda = (torch.version.cuda or "12.1").replace(".", "")
+    major_minor = ".".join(torch_version.split(".")[:2])
+    return (
+        f"the installed DGL ({dgl.__version__}) has no CUDA support (DGL on PyPI is a CPU-only build). For "
+        f"trainer.device=cuda install DGL's CUDA build for torch {torch_version}, e.g. `pip install "
+        f"dgl=={dgl_version} -f https://data.dgl.ai/wheels/torch-{major_minor}/cu{cuda}/repo.html`, "
+        "or run with trainer.device=cpu."
+    )
 
 
 def seed_everything(seed: int) -> None:
@@ -51,7 +66,7 @@ def resolve_device(name: str) -> torch.device:
         try:
             dgl.graph(([0], [0])).to("cuda")
         except Exception as err:  # DGL raises DGLError from its C library
-            problem = f"DGL cannot use CUDA ({str(err).splitlines()[0]}). {DGL_CUDA_HINT}"
+            problem = f"DGL cannot use CUDA ({str(err).splitlines()[0]}): {dgl_cuda_hint()}"
     if problem is None:
         return torch.device("cuda")
     if name == "auto":
@@ -187,3 +202,26 @@ def _first_line(text: str) -> str:
     # torch's advice to pass weights_only=False is never passed on: it would run the file's code
     line = text.strip().splitlines()[0] if text.strip() else ""
     return "" if "weights_only" in line else line
+
+
+def library_default(target: str, name: str) -> Any:
+    """The default of parameter ``name`` of ``target`` (a dotted path, as ``_target_``;
+    ``Class.method`` for a method): the one place a model default is written.
+
+    The config schemas (:mod:`graphmm.config`, the modality plug-ins' ``graph.<name>``
+    schemas) take their defaults from the library's signatures, so a library user who
+    builds ``GraphClassifier(...)`` or ``ImageGraphBuilder(...)`` gets what ``python -m
+    graphmm.train`` builds; ``tests/test_defaults.py`` checks the other constructors.
+
+    Example:
+        >>> library_default("graphmm.graphs.ImageGraphBuilder", "patch_size")
+        4
+    """
+    import inspect
+
+    from hydra.utils import get_object
+
+    param = inspect.signature(get_object(target)).parameters[name]
+    if param.default is inspect.Parameter.empty:
+        raise TypeError(f"{target}() has no default for {name!r}, so a schema cannot take it from there")
+    return param.default

@@ -468,11 +468,33 @@ def _graph_positions(
     if "frame" in g.ntypes and g.num_nodes("frame"):
         for i, tp in enumerate(g.nodes["frame"].data["tpos"].tolist()):
             pos[("frame", i)] = (float(tp), rows["frame"])
+    # node types of other modalities (plug-ins): one band each below the audio frames;
+    # grid nodes (``rc``) as small grids, one per frame ``t`` side by side, else a row
+    from graphmm.modalities import load_modalities
+
+    others = [nt for nt in g.ntypes if nt not in ("patch", "word", "frame", "summary")]
+    for k, nt in enumerate(others):
+        rows[nt] = rows["frame"] - 0.55 * (k + 1)
+        n = g.num_nodes(nt)
+        data = g.nodes[nt].data
+        if not n:
+            continue
+        if "rc" in data:
+            rc = data["rc"].long()
+            t = data["t"].long() if "t" in data else torch.zeros(n, dtype=torch.long)
+            frames, nr, nc = int(t.max()) + 1, int(rc[:, 0].max()) + 1, int(rc[:, 1].max()) + 1
+            cell = min(0.4 / max(nr, 1), 1.0 / (frames * (nc + 1)))
+            for i, (r, c, tt) in enumerate(zip(rc[:, 0].tolist(), rc[:, 1].tolist(), t.tolist())):
+                pos[(nt, i)] = ((tt * (nc + 1) + c + 0.5) * cell, rows[nt] + 0.2 - r * cell)
+        else:
+            x = data["tpos"].tolist() if "tpos" in data else [(i + 0.5) / n for i in range(n)]
+            for i in range(n):
+                pos[(nt, i)] = (float(x[i]), rows[nt])
     if "summary" in g.ntypes and g.num_nodes("summary"):
-        order = ("word", "patch", "frame")
+        by_id = {spec.summary_id: spec.ntype for spec in load_modalities().values()}
         for i, m in enumerate(g.nodes["summary"].data["modality"].tolist()):
             # lifted above its row, so that the row's edges to it fan out
-            nt = order[int(m)]
+            nt = by_id[int(m)]
             pos[("summary", i)] = (1.3, rows[nt] + (0.0 if nt == "patch" else 0.2))
     return pos, rows, aspect
 
@@ -541,6 +563,8 @@ def draw_graph(
         handles.append(Line2D([], [], color=color, lw=2, label=f"{cet} ({len(edges)})"))
     styles = {"word": ("tab:green", "s"), "patch": ("white", "o"), "frame": ("tab:purple", "o"),
               "summary": ("gold", "D")}
+    extra_colors = iter(["tab:cyan", "tab:olive", "tab:pink", "tab:brown"])
+    styles.update({nt: (next(extra_colors, "tab:gray"), "o") for nt in rows if nt not in styles})
     for nt, (color, marker) in styles.items():
         nodes = [n for n in pos if n[0] == nt]
         if nodes:
@@ -550,7 +574,9 @@ def draw_graph(
     if tokens is not None and "word" in g.ntypes:
         labels.update({("word", i): t for i, t in enumerate(tokens[: g.num_nodes("word")])})
     if "summary" in g.ntypes and g.num_nodes("summary"):
-        names = ("text", "image", "audio")
+        from graphmm.modalities import load_modalities
+
+        names = {spec.summary_id: name for name, spec in load_modalities().items()}
         labels.update({("summary", i): f"  {names[int(m)]} summary"
                        for i, m in enumerate(g.nodes["summary"].data["modality"].tolist())})
     for n, text in labels.items():
@@ -570,7 +596,7 @@ def draw_graph(
         ax.text(1.0, y - 0.03, f"{dur:.2f} s", ha="center", va="top", fontsize=8)
         ax.text(0.5, y - 0.03, "audio frames (time)", ha="center", va="top", fontsize=8)
     ax.set_xlim(-0.1, 1.75)
-    ax.set_ylim(rows["frame"] - 0.3, aspect + 0.08)
+    ax.set_ylim(min(rows.values()) - 0.3, aspect + 0.08)
     ax.set_aspect("equal")
     ax.axis("off")
     counts = ", ".join(f"{nt}={g.num_nodes(nt)}" for nt in g.ntypes)

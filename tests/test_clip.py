@@ -216,7 +216,7 @@ def test_finetuned_towers_reproduce_the_frozen_features(ckpt, tmp_path):
     tuned = {"word": _spec(ckpt, False), "patch": _spec(ckpt, False)}
     enc = NodeEncoders({"word": 10, "patch": 32}, 16, featurizers=tuned)
     for nt in ("word", "patch"):
-        z = enc.clip[nt].clip_states(g_tuned)
+        z = enc.pretrained[nt].clip_states(g_tuned)
         if nt == "word":  # same texts in both graphs: features are comparable node by node
             torch.testing.assert_close(z, g_frozen.nodes[nt].data["clip"], rtol=1e-4, atol=1e-5)
         assert z.shape == (g_tuned.num_nodes(nt), 32)
@@ -232,7 +232,7 @@ def test_finetuned_towers_reproduce_the_frozen_features(ckpt, tmp_path):
     g.nodes["patch"].data.update(tuned.data)
     g.set_batch_num_nodes({"patch": tuned.counts})
     g.set_batch_num_edges({("patch", "adjacent", "patch"): torch.tensor([g.num_edges() // 2] * 2)})
-    torch.testing.assert_close(enc.clip["patch"].clip_states(g), frozen.data["clip"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(enc.pretrained["patch"].clip_states(g), frozen.data["clip"], rtol=1e-4, atol=1e-5)
 
 
 def test_frozen_clip_gets_no_gradient_finetuned_clip_does(ckpt, tmp_path):
@@ -243,14 +243,14 @@ def test_frozen_clip_gets_no_gradient_finetuned_clip_does(ckpt, tmp_path):
     for tower in (builder.image.tower(), builder.text.tower()):
         assert all(not p.requires_grad and p.grad is None for p in tower.parameters())
     assert not g.nodes["patch"].data["clip"].requires_grad
-    assert frozen.clip["patch"].proj.weight.grad is not None
+    assert frozen.pretrained["patch"].proj.weight.grad is not None
 
     builder, g, _ = _graph(ckpt, tmp_path, frozen=False)
     tuned = NodeEncoders(builder.in_dims, 16, featurizers={"word": _spec(ckpt, False), "patch": _spec(ckpt, False)})
     tuned.train()
     sum(h.pow(2).sum() for h in tuned(g).values()).backward()
     for nt in ("word", "patch"):
-        params = list(tuned.clip[nt].tower.parameters())
+        params = list(tuned.pretrained[nt].tower.parameters())
         assert params and all(p.requires_grad for p in params)
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params), nt
     # the shared copy the builders use is untouched
@@ -291,7 +291,7 @@ def test_one_training_step_with_clip_features_and_clip_knn(ckpt, tmp_path, froze
     opt.step()
     assert torch.isfinite(loss)
     changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p)}
-    assert any(n.startswith("encoders.clip.patch.proj") for n in changed)
+    assert any(n.startswith("encoders.pretrained.patch.proj") for n in changed)
     assert any(".tower." in n for n in changed) == (not frozen)
 
 

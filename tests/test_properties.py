@@ -59,7 +59,6 @@ from hypothesis import strategies as st
 
 from graphmm.data import Sample
 from graphmm.graphs import (
-    NTYPE_ORDER,
     AudioGraphBuilder,
     CrossModalBuilder,
     ImageGraphBuilder,
@@ -68,6 +67,7 @@ from graphmm.graphs import (
     tokenize,
 )
 from graphmm.graphs._util import block_pairs, knn_in_groups
+from graphmm.graphs.cross import NTYPE_ORDER
 
 pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filterbank:UserWarning")
 PROPS = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -242,7 +242,7 @@ def test_bars_and_logger_leave_the_global_rng_alone(tmp_path):
 
 
 def test_monitor_ties_go_to_the_lower_validation_loss():
-    from graphmm.train import _improved
+    from graphmm.engine import improved as _improved
 
     assert _improved("val/acc", 0.90, None)
     assert _improved("val/acc", 0.91, 0.90, loss=0.5, best_loss=0.1)  # better accuracy wins outright

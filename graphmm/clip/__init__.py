@@ -11,7 +11,8 @@
   come from a local file.
 
 Names are imported on first use, so ``import graphmm.clip`` does not import open_clip.
-See ``docs/clip.md``.
+The core never imports this package: :mod:`graphmm.clip.plugin` registers its parts
+when the core loads plug-ins (:mod:`graphmm.plugins`). See ``docs/clip.md``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ _EXPORTS = {
     "file_sha256": "graphmm.clip.cache",
     "cross_topk": "graphmm.clip.knn",
     "FEATURIZER_TYPES": "graphmm.clip.spec",
-    "FeaturizerConf": "graphmm.clip.spec",
+    "FeaturizerConf": "graphmm.config",
     "parse_featurizers": "graphmm.clip.spec",
 }
 

@@ -1,7 +1,7 @@
 """Typed Hydra schemas of the CLIP featurizers and the CLIP graph builders.
 
-* :class:`FeaturizerConf` (defined in :mod:`graphmm.clip.spec`): one entry of
-  ``model.encoders`` (per node type), read by :class:`graphmm.nn.NodeEncoders` (``featurizers=``).
+* :class:`FeaturizerConf` (defined in :mod:`graphmm.config`, which owns
+  ``model.encoders``): one entry per node type, read by :class:`graphmm.nn.NodeEncoders`.
 * :class:`ClipImageGraphConf`, :class:`ClipTextGraphConf`, :class:`ClipCrossModalConf`:
   subclasses of the image, text and cross-modal graph schemas of
   :mod:`graphmm.config`, so a config can switch ``graph.image`` (etc.) to them through
@@ -39,9 +39,8 @@ def register(cs: ConfigStore | None = None) -> None:
     cs.store(group="graph/cross", name="clip_schema", node=ClipCrossModalConf)
 
 
-# imported after register() on purpose (see its docstring); FeaturizerConf lives in spec.py, free of Hydra
-from graphmm.clip.spec import FeaturizerConf
-from graphmm.config import CrossModalConf, ImageGraphConf, TextGraphConf
+# imported after register() on purpose (see its docstring)
+from graphmm.config import CrossModalConf, FeaturizerConf, ImageGraphConf, TextGraphConf
 
 __all__ = ["ClipCrossModalConf", "ClipImageGraphConf", "ClipTextGraphConf", "FeaturizerConf", "register"]
 

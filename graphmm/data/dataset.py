@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import Dataset
 
-from graphmm.data.sample import MODALITIES, Sample
+from graphmm.data.sample import Sample
 
 __all__ = ["SampleDataset"]
 
@@ -82,8 +82,10 @@ class SampleDataset(Dataset):
     @property
     def modalities(self) -> tuple[str, ...]:
         """Modalities present in at least one sample, in canonical order."""
+        from graphmm.modalities import list_modalities
+
         seen = {m for s in self.samples for m in s.modalities}
-        return tuple(m for m in MODALITIES if m in seen)
+        return tuple(m for m in list_modalities() if m in seen)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n={len(self)}, modalities={self.modalities})"

@@ -400,6 +400,40 @@ def load_image_folder(
         pair = next((hw for hw in sizes if hw is not None and (max_image_pixels is None
                                                                or hw[0] * hw[1] <= max_image_pixels)), None)
 
+    images = _read_folder_images(files, base, where, channels, pair, max_image_pixels, policy)
+    parts = _folder_parts(images, presplit, val_fraction, test_fraction, test_size, seed, where)
+    classes, to_id = class_index(lab for _, lab, _ in parts["train"])
+    out = DataSplits(classes=classes, source=str(base))
+    for key in ("train", "val", "test"):
+        kept = []
+        for img, label, rel in parts[key]:
+            if label not in to_id:
+                policy.bad(
+                    f"image file {str(base / rel)!r}",
+                    f"{key} label {label!r} never occurs in the train split (train labels: {classes})",
+                )
+                continue
+            kept.append(Sample(image=img, label=to_id[label], target=classes[to_id[label]], id=rel))
+        out[key] = kept
+    out.skipped_items, out.skipped = policy.skipped, len(policy.skipped)
+    _require_nonempty(out, where)
+    if policy.skipped:
+        log.warning("%s: skipped %d files (reasons above)", where, len(policy.skipped))
+    log.info("%s: %s, %d classes", where, out.sizes(), len(classes))
+    return out
+
+
+def _read_folder_images(
+    files: dict[str, list[tuple[Path, str]]],
+    base: Path,
+    where: str,
+    channels: int | None,
+    pair: tuple[int, int] | None,
+    max_image_pixels: int | None,
+    policy: FilePolicy,
+) -> dict[str, list[tuple[torch.Tensor, str, str]]]:
+    """Each group's ``(image, label, relative path)``, resized to ``pair``; a file over
+    the pixel budget or unreadable goes to ``policy``; mixed channel counts stop."""
     images: dict[str, list[tuple[torch.Tensor, str, str]]] = {}
     first_of: dict[int, Path] = {}  # a file of each channel count, for the mixed-channels error
     n_resized = 0
@@ -433,6 +467,20 @@ def load_image_folder(
     if n_resized:
         log.info("%s: resized %d images to %d x %d (data.size)", where, n_resized, *pair)
 
+    return images
+
+
+def _folder_parts(
+    images: dict[str, list[tuple[torch.Tensor, str, str]]],
+    presplit: bool,
+    val_fraction: float,
+    test_fraction: float,
+    test_size: int | None,
+    seed: int,
+    where: str,
+) -> dict[str, list[tuple[torch.Tensor, str, str]]]:
+    """train/val/test entries: the folder's own split, else test carved (stratified,
+    seeded), then val carved from train where the folder has none."""
     rng_seed = seed
     if presplit:
         parts = {g: images.get(g, []) for g in ("train", "val", "test")}
@@ -453,25 +501,7 @@ def load_image_folder(
         parts["train"] = [e for e, m in zip(pool, mask) if not m]
         parts["val"] = [e for e, m in zip(pool, mask) if m]
 
-    classes, to_id = class_index(lab for _, lab, _ in parts["train"])
-    out = DataSplits(classes=classes, source=str(base))
-    for key in ("train", "val", "test"):
-        kept = []
-        for img, label, rel in parts[key]:
-            if label not in to_id:
-                policy.bad(
-                    f"image file {str(base / rel)!r}",
-                    f"{key} label {label!r} never occurs in the train split (train labels: {classes})",
-                )
-                continue
-            kept.append(Sample(image=img, label=to_id[label], target=classes[to_id[label]], id=rel))
-        out[key] = kept
-    out.skipped_items, out.skipped = policy.skipped, len(policy.skipped)
-    _require_nonempty(out, where)
-    if policy.skipped:
-        log.warning("%s: skipped %d files (reasons above)", where, len(policy.skipped))
-    log.info("%s: %s, %d classes", where, out.sizes(), len(classes))
-    return out
+    return parts
 
 
 #: Samples carry labels, no target text: a generation model cannot train on them.

@@ -235,9 +235,47 @@ def load_manifest(
     n_rows = len(rows) + len(reader.skipped)
     int_labels = all(_INT.fullmatch(r.label) for r in rows)
     declared = {r.split for r in rows} if has_split else set()
+    rows = _read_files(rows, mpath, reader, int_labels, image_channels, image_size, size, sample_rate, max_image_pixels)
+    carve = [name for name in ("val", "test") if name not in declared]
+    fractions = {"val": val_fraction if "val" in carve else 0.0, "test": test_fraction if "test" in carve else 0.0}
+    out = _splits(rows, reader, int_labels, carve, fractions, seed)
+    if reader.skipped:
+        log.warning(
+            "manifest %s: skipped %d of %d rows while reading (reasons above)", mpath, len(reader.skipped), n_rows
+        )
+    for name in SPLITS:
+        if not out[name]:
+            hint = (
+                f"; {name} was carved with {name}_fraction={fractions[name]}: use more rows per class, "
+                f"a larger fraction or a split column"
+                if name in carve
+                else ""
+            )
+            raise ValueError(f"manifest {str(mpath)!r}: the {name} split is empty{hint}")
+    out.path = mpath
+    out.skipped, out.skipped_rows = len(reader.skipped), reader.skipped
+    log.info(
+        "manifest %s: %s, %d classes", mpath, {k: len(v) for k, v in out.items()}, len(out.classes)
+    )
+    return out
+
+
+def _read_files(
+    rows: list[_Row],
+    mpath: Path,
+    reader: _Reader,
+    int_labels: bool,
+    image_channels: int | None,
+    image_size: int | Sequence[int] | None,
+    size: tuple[int, int] | None,
+    sample_rate: int | None,
+    max_image_pixels: int | None,
+) -> list[_Row]:
+    """The rows with a usable label whose files read, each with its ``sample``; the
+    others go to ``reader`` as bad rows."""
     rows = [r for r in rows if _check_label(r, int_labels, reader)]
-    # unknown val/test labels, before any file is read (checked again below, in case
-    # the only train rows of a class are dropped for their files)
+    # unknown val/test labels, before any file is read (checked again in _splits, in
+    # case the only train rows of a class are dropped for their files)
     declared_train = {r.label for r in rows if r.split in (None, "train")}
     known = []
     for r in rows:
@@ -263,15 +301,19 @@ def load_manifest(
             sum(r.sample.image is not None for r in rows), *size,
             "" if image_size is not None else ": null, the first train image's size",
         )
+    return rows
 
+
+def _splits(
+    rows: list[_Row], reader: _Reader, int_labels: bool, carve: list[str], fractions: dict[str, float], seed: int
+) -> ManifestSplits:
+    """Rows to train/val/test samples with class ids (val and test carved from train
+    where ``carve`` says); ``classes`` and ``label_to_id`` from the train labels."""
     by_split: dict[str, list[_Row]] = {name: [] for name in SPLITS}
     for r in rows:
         by_split[r.split or "train"].append(r)
-    carve = [name for name in ("val", "test") if name not in declared]
     if carve:
-        fractions = {"val": val_fraction if "val" in carve else 0.0, "test": test_fraction if "test" in carve else 0.0}
         by_split = _carve(by_split, fractions, seed)
-
     train_labels = {r.label for r in by_split["train"]}
     if int_labels:
         top = max((int(x) for x in train_labels), default=-1)
@@ -289,25 +331,7 @@ def load_manifest(
             cid = int(r.label) if int_labels else label_to_id[r.label]
             kept.append(r.sample.replace(label=cid, target=classes[cid] if int_labels else r.label))
         out[name] = kept
-
-    if reader.skipped:
-        log.warning(
-            "manifest %s: skipped %d of %d rows while reading (reasons above)", mpath, len(reader.skipped), n_rows
-        )
-    for name in SPLITS:
-        if not out[name]:
-            hint = (
-                f"; {name} was carved with {name}_fraction={fractions[name]}: use more rows per class, "
-                f"a larger fraction or a split column"
-                if name in carve
-                else ""
-            )
-            raise ValueError(f"manifest {str(mpath)!r}: the {name} split is empty{hint}")
-    out.classes, out.label_to_id, out.path = classes, label_to_id, mpath
-    out.skipped, out.skipped_rows = len(reader.skipped), reader.skipped
-    log.info(
-        "manifest %s: %s, %d classes", mpath, {k: len(v) for k, v in out.items()}, len(classes)
-    )
+    out.classes, out.label_to_id = classes, label_to_id
     return out
 
 

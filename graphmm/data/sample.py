@@ -15,11 +15,12 @@ import torch
 
 __all__ = ["Sample", "MODALITIES"]
 
-#: Every modality a :class:`Sample` can carry, in canonical order.
+#: The modalities that are fields of :class:`Sample` itself; every other registered
+#: modality (:func:`graphmm.modalities.list_modalities`) lives in :attr:`Sample.inputs`.
 MODALITIES: tuple[str, ...] = ("text", "image", "audio")
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(init=False, eq=False, repr=False)
 class Sample:
     """One multimodal example; each modality is optional.
 
@@ -38,6 +39,9 @@ class Sample:
         label (int, optional): Class index. Default: ``None``.
         target (str, optional): Text to generate, for sequence outputs. Default: ``None``.
         id (str or int, optional): Identifier used in error messages. Default: ``None``.
+        inputs (dict, optional): Other registered modalities by name (see
+            :mod:`graphmm.modalities`); they may also be passed as keywords,
+            ``Sample(video=clip)``, and read as attributes, ``sample.video``.
 
     Shapes:
         - image: :math:`(C, H, W)`
@@ -54,19 +58,55 @@ class Sample:
         Sample(id='ex/0', label=7, text='a seven', image=[1, 8, 8])
     """
 
-    text: str | None = None
-    image: torch.Tensor | None = None
-    audio: torch.Tensor | None = None
-    sample_rate: int | None = None
-    label: int | None = None
-    target: str | None = None
-    id: str | int | None = None
+    text: str | None
+    image: torch.Tensor | None
+    audio: torch.Tensor | None
+    sample_rate: int | None
+    label: int | None
+    target: str | None
+    id: str | int | None
+    inputs: dict[str, Any]
+
+    def __init__(
+        self,
+        text: str | None = None,
+        image: torch.Tensor | None = None,
+        audio: torch.Tensor | None = None,
+        sample_rate: int | None = None,
+        label: int | None = None,
+        target: str | None = None,
+        id: str | int | None = None,  # noqa: A002 - the field's name
+        inputs: dict[str, Any] | None = None,
+        **modalities: Any,
+    ) -> None:
+        self.text, self.image, self.audio, self.sample_rate = text, image, audio, sample_rate
+        self.label, self.target, self.id = label, target, id
+        extra = dict(inputs or {}, **modalities)
+        if extra:
+            known = _registered()
+            unknown = sorted(set(extra) - set(known))
+            if unknown or set(extra) & set(MODALITIES):
+                raise TypeError(
+                    f"Sample got unknown modality {unknown or sorted(set(extra) & set(MODALITIES))}; "
+                    f"registered modalities: {known} (graphmm.modalities.register_modality adds one)"
+                )
+        self.inputs = extra
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached when normal lookup fails: other registered modalities
+        if name.startswith("__") or name == "inputs":
+            raise AttributeError(name)
+        if name in self.inputs:
+            return self.inputs[name]
+        if name in _registered():
+            return None
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def modalities(self) -> tuple[str, ...]:
-        """The modalities that are present, a subset of ``("text", "image", "audio")``
-        in that order."""
-        return tuple(m for m in MODALITIES if getattr(self, m) is not None)
+        """The modalities that are present, in the registry's order (``text``,
+        ``image``, ``audio``, then the others)."""
+        return tuple(m for m in _registered() if getattr(self, m) is not None)
 
     def where(self, index: int) -> str:
         """How error messages name this sample: its ``id`` if it has one, with its
@@ -77,32 +117,50 @@ class Sample:
         """
         return f"sample {self.id!r} (index {index})" if self.id is not None else f"sample at index {index}"
 
+    def without(self, *modalities: str) -> Sample:
+        """A copy with ``modalities`` removed, with the fields that travel with each
+        (audio's ``sample_rate``; see :class:`graphmm.modalities.ModalitySpec`).
+
+        >>> Sample(text="hi", audio=torch.zeros(8), sample_rate=8000).without("audio")
+        Sample(id=None, text='hi')
+        """
+        from graphmm.modalities import get_modality
+
+        changes: dict[str, None] = {}
+        for m in modalities:
+            changes.update(dict.fromkeys((m, *get_modality(m).sample_fields)))
+        return self.replace(**changes)
+
     def replace(self, **changes: Any) -> Sample:
         """Return a copy with some fields changed; the original is left untouched.
 
         Args:
-            **changes: Field names and their new values, e.g. ``audio=None`` to drop
-                the audio modality.
+            **changes: Field or modality names and their new values, e.g.
+                ``audio=None`` to drop the audio modality, ``video=None`` to drop a
+                registered ``video`` modality.
 
         Returns:
             Sample: A new sample (tensors are shared, not copied).
         """
-        return dataclasses.replace(self, **changes)
+        fields = {f.name for f in dataclasses.fields(self)}
+        inputs = dict(self.inputs)
+        for name in [k for k in changes if k not in fields]:
+            value = changes.pop(name)
+            if value is None:
+                inputs.pop(name, None)
+            else:
+                inputs[name] = value
+        return dataclasses.replace(self, **{"inputs": inputs, **changes})
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sample):
             return NotImplemented
         for f in dataclasses.fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
-            if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-                if not (
-                    isinstance(a, torch.Tensor)
-                    and isinstance(b, torch.Tensor)
-                    and a.dtype == b.dtype
-                    and torch.equal(a, b)
-                ):
+            if f.name == "inputs":
+                if a.keys() != b.keys() or not all(_same(a[k], b[k]) for k in a):
                     return False
-            elif a != b:
+            elif not _same(a, b):
                 return False
         return True
 
@@ -120,6 +178,21 @@ class Sample:
             parts.append(f"image={list(self.image.shape)}")
         if self.audio is not None:
             parts.append(f"audio={list(self.audio.shape)}@{self.sample_rate}Hz")
+        for name, value in self.inputs.items():
+            parts.append(f"{name}={list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__}")
         if self.target is not None:
             parts.append(f"target={self.target!r}")
         return f"Sample({', '.join(parts)})"
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    return a == b
+
+
+def _registered() -> list[str]:
+    """Names of the registered modalities (the plug-ins load on first use)."""
+    from graphmm.modalities import list_modalities
+
+    return list_modalities()

@@ -25,6 +25,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from graphmm.data.io import MAX_IMAGE_PIXELS
+from graphmm.data.moving_digits import MovingDigitsConfig
 
 
 @dataclass
@@ -116,6 +117,16 @@ class AvDigitsDataConf:
     on_file_error: str = "${.on_error}"
 
 
+@dataclass
+class MovingDigitsDataConf(MovingDigitsConfig):
+    """The embedded ``moving_digits`` videos: :class:`graphmm.data.moving_digits.MovingDigitsConfig`'s
+    fields (and defaults), passed to :func:`graphmm.data.moving_digits.load_moving_digits`."""
+
+    _target_: str = "graphmm.data.moving_digits.load_moving_digits"
+    _convert_: str = "all"
+    on_error: str = "raise"
+
+
 #: ``<name>`` of each ``conf/data/<name>.yaml`` and its schema.
 SCHEMAS: dict[str, type] = {
     "textcls": TextClsDataConf,
@@ -123,6 +134,7 @@ SCHEMAS: dict[str, type] = {
     "image_arrays": ImageArraysDataConf,
     "image_folder": ImageFolderDataConf,
     "avdigits": AvDigitsDataConf,
+    "moving_digits": MovingDigitsDataConf,
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from graphmm.data.sample import MODALITIES, Sample
+from graphmm.data.sample import Sample
 
 
 class ModalityDropout:
@@ -35,7 +35,7 @@ class ModalityDropout:
     def __call__(self, sample: Sample, generator: torch.Generator | None = None) -> Sample:
         """The sample with some modalities removed; draws from ``generator`` (or the
         global torch generator), so a seeded generator makes the choice reproducible."""
-        present = [m for m in MODALITIES if getattr(sample, m) is not None]
+        present = list(sample.modalities)
         if self.p == 0.0 or not present:
             return sample
         draws = torch.rand(len(present), generator=generator)
@@ -45,10 +45,7 @@ class ModalityDropout:
             gone.remove(present[int(draws.argmax())])
         if not gone:
             return sample
-        changes: dict[str, None] = {m: None for m in gone}
-        if "audio" in changes:
-            changes["sample_rate"] = None
-        return sample.replace(**changes)
+        return sample.without(*gone)
 
     def __repr__(self) -> str:
         return f"ModalityDropout(p={self.p})"

@@ -1,4 +1,4 @@
-"""Graph builders: samples of any mix of text, image and audio to DGL heterographs.
+"""Graph builders: samples of any mix of registered modalities to DGL heterographs.
 
 Importable on its own (no Hydra needed)::
 
@@ -7,7 +7,7 @@ Importable on its own (no Hydra needed)::
 
 from graphmm.graphs.audio import AudioGraphBuilder
 from graphmm.graphs.builder import MultimodalGraphBuilder
-from graphmm.graphs.cross import MODALITY_NTYPES, NTYPE_ORDER, CrossModalBuilder
+from graphmm.graphs.cross import CrossModalBuilder, modality_ntypes, summary_ids
 from graphmm.graphs.export import to_networkx
 from graphmm.graphs.image import ImageGraphBuilder
 from graphmm.graphs.text import TextGraphBuilder, Vocab, tokenize
@@ -16,11 +16,11 @@ __all__ = [
     "AudioGraphBuilder",
     "CrossModalBuilder",
     "ImageGraphBuilder",
-    "MODALITY_NTYPES",
     "MultimodalGraphBuilder",
-    "NTYPE_ORDER",
     "TextGraphBuilder",
     "Vocab",
+    "modality_ntypes",
+    "summary_ids",
     "to_networkx",
     "tokenize",
 ]

@@ -90,6 +90,28 @@ class AudioGraphBuilder:
     def feature_dim(self) -> int:
         return self.n_mels
 
+    @property
+    def in_dim(self) -> int:
+        """Input width of ``frame`` nodes for the encoder: ``n_mels``."""
+        return self.n_mels
+
+    def check(self, value: object, sample: object, where: str) -> torch.Tensor:
+        """One sample's clip at its ``sample_rate``, checked and resampled (the modality
+        protocol, :mod:`graphmm.modalities`)."""
+        return self.validate(value, getattr(sample, "sample_rate", None), where)
+
+    def check_many(self, values: Sequence[object], samples: Sequence[object], wheres: Sequence[str]) -> list[torch.Tensor]:
+        """:meth:`check` for a batch (:meth:`validate_many`)."""
+        return self.validate_many(values, [getattr(s, "sample_rate", None) for s in samples], wheres)
+
+    def read(self, path: str) -> dict[str, object]:
+        """A sound file as the sample fields it fills: ``audio`` (``(T,)``) and
+        ``sample_rate``."""
+        from graphmm.data.io import read_audio
+
+        audio, rate = read_audio(path)
+        return {"audio": audio, "sample_rate": rate}
+
     def validate(self, audio: object, sample_rate: object, where: str) -> torch.Tensor:
         """Check one clip and resample it; returns float32 ``(T,)``. Raises ``ValueError``."""
         if not isinstance(audio, torch.Tensor):

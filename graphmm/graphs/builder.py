@@ -18,10 +18,11 @@ from graphmm.graphs._util import (
     split_block,
 )
 from graphmm.graphs.audio import AudioGraphBuilder
-from graphmm.graphs.cross import NTYPE_ORDER, CrossModalBuilder
+from graphmm.graphs.cross import CrossModalBuilder, summary_ids
 from graphmm.graphs.image import ImageGraphBuilder
 from graphmm.graphs.text import TextGraphBuilder
 from graphmm.graphtypes import CanonicalEType, NodeBlock
+from graphmm.modalities.base import ModalitySpec, load_modalities
 
 
 def _plain(value: Any) -> Any:
@@ -98,6 +99,8 @@ class MultimodalGraphBuilder:
         image: the image builder, likewise.
         audio: the audio builder, likewise.
         cross: cross-modal relations; ``True`` for summary nodes only, ``None`` for none.
+        **modalities: any other registered modality (:mod:`graphmm.modalities`) by name,
+            e.g. ``video=VideoGraphBuilder()`` or ``video=True``; those are off unless given.
 
     Example:
         >>> import torch
@@ -120,17 +123,31 @@ class MultimodalGraphBuilder:
         image: ImageGraphBuilder | bool | None = True,
         audio: AudioGraphBuilder | bool | None = True,
         cross: CrossModalBuilder | bool | None = True,
+        **modalities: Any,
     ) -> None:
-        self.text = TextGraphBuilder() if text is True else (text or None)
-        self.image = ImageGraphBuilder() if image is True else (image or None)
-        self.audio = AudioGraphBuilder() if audio is True else (audio or None)
+        specs = load_modalities()
+        unknown = sorted(set(modalities) - set(specs))
+        if unknown:
+            raise TypeError(
+                f"MultimodalGraphBuilder got unknown modality {unknown}; registered: {list(specs)} "
+                "(graphmm.modalities.register_modality adds one)"
+            )
+        # a modality not named is on when it registered default_on (text, image, audio)
+        given = {"text": text, "image": image, "audio": audio, **modalities}
+        self.builders: dict[str, Any] = {}
+        for name, spec in specs.items():
+            b = given.get(name, spec.default_on)
+            if b is True:
+                b = spec.builder()
+            if b:
+                self.builders[name] = b
         self.cross = CrossModalBuilder(summary=True) if cross is True else (cross or None)
         self._cache_root: str | None = None
         self._cache_parts: Any = ()
         self._caches: dict[str, FeatureCache] = {}
         on = self.node_types_of_modalities
         if not on:
-            raise ValueError("every modality builder is off; enable at least one of text, image, audio")
+            raise ValueError(f"every modality builder is off; enable at least one of {list(specs)}")
         if not self.canonical_etypes:
             # a DGL heterograph needs at least one relation, even an empty one
             raise ValueError(
@@ -145,79 +162,106 @@ class MultimodalGraphBuilder:
                     f"(enabled: {on}); enable that modality's builder or drop the pair"
                 )
 
+    def __getattr__(self, name: str) -> Any:
+        # builder.text, builder.image, builder.video, ...: the modality's node builder or None
+        if name.startswith("_") or name == "builders":
+            raise AttributeError(name)
+        if name in load_modalities():
+            return self.builders.get(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_") and name != "builders" and "builders" in self.__dict__ and name in load_modalities():
+            if value is None:
+                self.builders.pop(name, None)
+            else:
+                self.builders[name] = value
+                self.builders = {m: self.builders[m] for m in load_modalities() if m in self.builders}
+            return
+        super().__setattr__(name, value)
+
+    @property
+    def specs(self) -> dict[str, ModalitySpec]:
+        """The registered modalities this builder has switched on, by name."""
+        specs = load_modalities()
+        return {name: specs[name] for name in self.builders}
+
     # ------------------------------------------------------------------ schema
     @property
     def node_types_of_modalities(self) -> list[str]:
-        mods = [("word", self.text), ("patch", self.image), ("frame", self.audio)]
-        return [nt for nt, b in mods if b is not None]
+        """Node types of the modalities switched on, in registry order."""
+        return [spec.ntype for spec in self.specs.values()]
 
     @property
     def ntypes(self) -> list[str]:
         """Node types of every graph this builder makes."""
         nts = self.node_types_of_modalities
-        return nts + (["summary"] if self.cross is not None and self.cross.summary else [])
+        return nts + (self.cross.new_ntypes if self.cross is not None else [])
 
     @property
     def canonical_etypes(self) -> list[CanonicalEType]:
         """Canonical edge types of every graph this builder makes (some may have 0 edges)."""
         rels: list[CanonicalEType] = []
-        for b in (self.text, self.image, self.audio):
-            if b is not None:
-                rels += b.relations
+        for b in self.builders.values():
+            rels += b.relations
         if self.cross is not None:
             rels += self.cross.relations(self.node_types_of_modalities)
         return rels
 
     @property
     def in_dims(self) -> dict[str, int]:
-        """Input size per node type, for :class:`graphmm.nn.GraphClassifier`: the
-        vocabulary size for ``word``, the feature width for ``patch`` and ``frame``,
-        and the number of modalities for ``summary``."""
-        dims: dict[str, int] = {}
-        if self.text is not None:
-            dims["word"] = self.text.vocab_size
-        if self.image is not None:
-            dims["patch"] = self.image.feature_dim()
-        if self.audio is not None:
-            dims["frame"] = self.audio.feature_dim()
+        """Input size per node type, for :class:`graphmm.nn.GraphClassifier`: each
+        modality builder's ``in_dim`` (the vocabulary size for ``word``, the feature
+        width for ``patch`` and ``frame``), and for ``summary`` one more than the
+        largest ``summary_id`` of the modalities switched on."""
+        dims = {nt: int(b.in_dim) for nt, b in zip(self.node_types_of_modalities, self.builders.values())}
         if "summary" in self.ntypes:
-            dims["summary"] = len(NTYPE_ORDER)
+            ids = summary_ids()
+            dims["summary"] = 1 + max(ids[nt] for nt in self.node_types_of_modalities)
         return dims
 
     # ------------------------------------------------------------------ fitting
     def fit(self, samples: Sequence[Sample]) -> MultimodalGraphBuilder:
-        """Fit what depends on training data: the vocabulary, the image channels and
-        the audio band statistics."""
+        """Fit what depends on training data (each modality builder's ``fit``: the
+        vocabulary, the image channels, the audio band statistics, ...)."""
         # validate every modality, as batch() does: unchecked text or images made fit
         # fail with AttributeError (text=7) or infer channels from a rank-2 image's height
         checked = self.validate_batch(samples)
-        if self.text is not None:
-            self.text.fit([c["text"] for c in checked if "text" in c])
-        if self.image is not None:
-            self.image.fit([c["image"] for c in checked if "image" in c])
-        if self.audio is not None:
-            self.audio.fit([c["audio"] for c in checked if "audio" in c])
+        for name, b in self.builders.items():
+            b.fit([c[name] for c in checked if name in c])
         self._open_caches()  # the fitted state is part of the cache key
         return self
 
     def state_dict(self) -> dict[str, Any]:
-        """Fitted state as plain Python types (safe for ``torch.load(weights_only=True)``)."""
-        return {
-            "text": self.text.state_dict() if self.text is not None else None,
-            "image_channels": self.image.channels if self.image is not None else None,
-            "image_size": list(self.image.image_size) if self.image is not None and self.image.image_size else None,
-            "audio": self.audio.state_dict() if self.audio is not None else None,
-        }
+        """Fitted state as plain Python types (safe for ``torch.load(weights_only=True)``).
+
+        The built-in modalities keep the keys of earlier versions (``text``,
+        ``image_channels``, ``image_size``, ``audio``), so older checkpoints load; every
+        other modality's state is under ``modalities``.
+        """
+        state: dict[str, Any] = {"text": None, "image_channels": None, "image_size": None, "audio": None}
+        others: dict[str, Any] = {}
+        for name, b in self.builders.items():
+            if name == "image":
+                img = b.state_dict()
+                state["image_channels"], state["image_size"] = img["channels"], img["image_size"]
+            elif name in ("text", "audio"):
+                state[name] = b.state_dict()
+            else:
+                others[name] = b.state_dict()
+        if others:
+            state["modalities"] = others
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.text is not None and state.get("text") is not None:
-            self.text.load_state_dict(state["text"])
-        if self.image is not None and state.get("image_channels") is not None:
-            self.image.channels = int(state["image_channels"])
-        if self.image is not None and state.get("image_size"):
-            self.image.image_size = tuple(int(x) for x in state["image_size"])
-        if self.audio is not None and state.get("audio") is not None:
-            self.audio.load_state_dict(state["audio"])
+        for name, b in self.builders.items():
+            if name == "image":
+                b.load_state_dict({"channels": state.get("image_channels"), "image_size": state.get("image_size")})
+            elif name in ("text", "audio"):
+                if state.get(name) is not None:
+                    b.load_state_dict(state[name])
+            elif state.get("modalities", {}).get(name) is not None:
+                b.load_state_dict(state["modalities"][name])
         self._open_caches()
 
     # ------------------------------------------------------------------ caching
@@ -266,10 +310,9 @@ class MultimodalGraphBuilder:
         self._caches = {}
         if self._cache_root is None:
             return
-        for nt, b in (("word", self.text), ("patch", self.image), ("frame", self.audio)):
-            if b is not None:
-                parts = ["MultimodalGraphBuilder", nt, builder_cache_key(b), self._cache_parts]
-                self._caches[nt] = FeatureCache(self._cache_root, parts)
+        for nt, b in zip(self.node_types_of_modalities, self.builders.values()):
+            parts = ["MultimodalGraphBuilder", nt, builder_cache_key(b), self._cache_parts]
+            self._caches[nt] = FeatureCache(self._cache_root, parts)
 
     def _build_modality(self, nt: str, builder: Any, inputs: list[Any]) -> NodeBlock:
         """``builder.build(inputs)``, reading and filling the cache per input when on."""
@@ -300,48 +343,38 @@ class MultimodalGraphBuilder:
         """:meth:`validate` for every sample, with the same results and the same first
         error.
 
-        A modality builder that offers ``validate_many`` (``AudioGraphBuilder`` does:
-        ``validate_many(clips, sample_rates, wheres)``; an image builder would take
-        ``validate_many(images, wheres)``) checks all of the batch's inputs at once,
-        e.g. one pass for non-finite values over all clips instead of one per clip. If
-        it raises, every sample is checked one by one, so the error names the first
-        bad sample in batch order, as :meth:`validate` would.
+        A modality builder that offers ``check_many(values, samples, wheres)`` checks
+        all of the batch's inputs at once, e.g. one pass for non-finite values over all
+        clips instead of one per clip. If it raises, every sample is checked one by
+        one, so the error names the first bad sample in batch order, as
+        :meth:`validate` would.
         """
         samples = list(samples)  # iterate the input once (it may be a progress-ticking view)
-        pre: dict[str, dict[int, Any]] = {"image": {}, "audio": {}}
+        pre: dict[str, dict[int, Any]] = {}
         try:
-            for key, b in (("image", self.image), ("audio", self.audio)):
-                many = getattr(b, "validate_many", None)
-                idx = [i for i, s in enumerate(samples) if isinstance(s, Sample) and getattr(s, key) is not None]
+            for name, b in self.builders.items():
+                many = getattr(b, "check_many", None)
+                idx = [i for i, s in enumerate(samples) if isinstance(s, Sample) and getattr(s, name) is not None]
                 if many is None or not idx:
                     continue
-                wheres = [samples[i].where(i) for i in idx]  # type: ignore[arg-type]
-                values = [getattr(samples[i], key) for i in idx]
-                if key == "audio":
-                    done = many(values, [samples[i].sample_rate for i in idx], wheres)  # type: ignore[union-attr]
-                else:
-                    done = many(values, wheres)
-                pre[key] = dict(zip(idx, done))
+                picked = [samples[i] for i in idx]
+                done = many([getattr(s, name) for s in picked], picked, [s.where(i) for s, i in zip(picked, idx)])
+                pre[name] = dict(zip(idx, done))
         except ValueError:
-            pre = {"image": {}, "audio": {}}  # one by one below: the first bad sample in order is reported
-        return [self._validate(s, i, pre["image"].get(i), pre["audio"].get(i)) for i, s in enumerate(samples)]
+            pre = {}  # one by one below: the first bad sample in order is reported
+        return [self._validate(s, i, {m: pre[m][i] for m in pre if i in pre[m]}) for i, s in enumerate(samples)]
 
-    def _validate(
-        self, sample: object, index: int, image: torch.Tensor | None = None, audio: torch.Tensor | None = None
-    ) -> dict[str, Any]:
-        """:meth:`validate`, taking modalities that ``validate_many`` already checked."""
+    def _validate(self, sample: object, index: int, done: dict[str, Any] | None = None) -> dict[str, Any]:
+        """:meth:`validate`, taking the modalities that ``check_many`` already checked."""
         if not isinstance(sample, Sample):
             raise ValueError(f"sample at index {index}: expected graphmm.data.Sample, got {type(sample).__name__}")
         where = sample.where(index)
+        done = done or {}
         out: dict[str, Any] = {}
-        if self.text is not None and sample.text is not None:
-            if not isinstance(sample.text, str):
-                raise ValueError(f"{where}: text must be a str, got {type(sample.text).__name__}")
-            out["text"] = sample.text
-        if self.image is not None and sample.image is not None:
-            out["image"] = image if image is not None else self.image.validate(sample.image, where)
-        if self.audio is not None and sample.audio is not None:
-            out["audio"] = audio if audio is not None else self.audio.validate(sample.audio, sample.sample_rate, where)
+        for name, b in self.builders.items():
+            value = getattr(sample, name)
+            if value is not None:
+                out[name] = done[name] if name in done else b.check(value, sample, where)
         return out
 
     def __call__(self, sample: Sample) -> dgl.DGLGraph:
@@ -354,9 +387,7 @@ class MultimodalGraphBuilder:
         checked = self.validate_batch(samples)
         bsz = len(samples)
         blocks: dict[str, NodeBlock] = {}
-        for key, nt, b in (("text", "word", self.text), ("image", "patch", self.image), ("audio", "frame", self.audio)):
-            if b is None:
-                continue
+        for (key, b), nt in zip(self.builders.items(), self.node_types_of_modalities):
             have = [i for i, c in enumerate(checked) if key in c]
             try:
                 block = self._build_modality(nt, b, [checked[i][key] for i in have])
@@ -372,10 +403,9 @@ class MultimodalGraphBuilder:
         for block in blocks.values():
             edges.update(block.edges)
         if self.cross is not None:
-            summary, cross_edges = self.cross.build(blocks, bsz)
+            made, cross_edges = self.cross.build(blocks, bsz)
             edges.update(cross_edges)
-            if summary is not None:
-                blocks["summary"] = summary
+            blocks.update(made)
 
         empty = torch.zeros(0, dtype=torch.int64)
         rels = self.canonical_etypes
@@ -419,7 +449,7 @@ class MultimodalGraphBuilder:
         return self.batch(samples), torch.tensor([int(s.label) for s in samples], dtype=torch.int64)
 
     def __repr__(self) -> str:
-        parts = [repr(b) for b in (self.text, self.image, self.audio, self.cross) if b is not None]
+        parts = [repr(b) for b in [*self.builders.values(), self.cross] if b is not None]
         return "MultimodalGraphBuilder(\n  " + ",\n  ".join(parts) + "\n)"
 
 

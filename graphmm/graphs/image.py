@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -103,6 +104,35 @@ class ImageGraphBuilder:
     def feature_dim(self) -> int:
         """Width of ``pixels``: ``C * p * p`` (``C`` = 1 until known)."""
         return (self.channels or 1) * self.patch_size**2
+
+    @property
+    def in_dim(self) -> int:
+        """Input width of ``patch`` nodes for the encoder: :meth:`feature_dim`."""
+        return self.feature_dim()
+
+    def check(self, value: object, sample: object, where: str) -> torch.Tensor:
+        """One sample's image, checked (the modality protocol, :mod:`graphmm.modalities`)."""
+        return self.validate(value, where)
+
+    def check_many(self, values: Sequence[object], samples: Sequence[object], wheres: Sequence[str]) -> list[torch.Tensor]:
+        """:meth:`check` for a batch (:meth:`validate_many`)."""
+        return self.validate_many(values, wheres)
+
+    def read(self, path: str) -> torch.Tensor:
+        """An image file (PNG, JPEG, ...) as ``(C, H, W)`` float32 in [0, 1]."""
+        from graphmm.data.io import read_image
+
+        return read_image(path)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Fitted state: the channel count and the common training image size."""
+        return {"channels": self.channels, "image_size": list(self.image_size) if self.image_size else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("channels") is not None:
+            self.channels = int(state["channels"])
+        if state.get("image_size"):
+            self.image_size = tuple(int(x) for x in state["image_size"])  # type: ignore[assignment]
 
     def grid_shape(self, height: int, width: int) -> tuple[int, int]:
         p, s = self.patch_size, self.stride

@@ -16,6 +16,7 @@ from .hetero import HeteroGNN, RelationGraphConv
 from .model import GraphClassifier
 from .readout import TypeReadout
 from .registry import build_conv, get_conv, list_convs, register_conv
+from .wide import WidePath
 
 __all__ = [
     "ClassificationHead",
@@ -35,6 +36,7 @@ __all__ = [
     "SinusoidalPositionalEncoding",
     "SumConv",
     "TypeReadout",
+    "WidePath",
     "build_conv",
     "get_activation",
     "get_conv",

@@ -74,7 +74,7 @@ class SequenceClassifier(_NodeClassifier):
         canonical_etypes: Ignored.
         num_classes: Number of logits.
         hidden: Width :math:`d`. Default: ``64``.
-        num_layers: Encoder layers. Default: ``2``.
+        num_layers: Encoder layers. Default: ``3``.
         heads: Attention heads (must divide ``hidden``). Default: ``4``.
         dropout: Dropout in the encoder and the head. Default: ``0.1``.
         head_hidden: Hidden width of the head, ``None`` for linear. Default: ``None``.
@@ -102,7 +102,7 @@ class SequenceClassifier(_NodeClassifier):
         num_classes: int = 2,
         *,
         hidden: int = 64,
-        num_layers: int = 2,
+        num_layers: int = 3,
         heads: int = 4,
         dropout: float = 0.1,
         head_hidden: int | None = None,

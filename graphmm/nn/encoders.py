@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import dgl
 import torch
 from torch import Tensor, nn
 
-__all__ = ["NodeEncoders", "SinusoidalPositionalEncoding", "SUPPORTED_NTYPES"]
-
-#: Node types with a known raw encoding (see the graph schema).
-SUPPORTED_NTYPES: tuple[str, ...] = ("word", "patch", "frame", "summary")
+__all__ = [
+    "NodeEncoders",
+    "SinusoidalPositionalEncoding",
+    "featurizer_types",
+    "parse_featurizers",
+    "register_featurizer",
+    "supported_ntypes",
+]
 
 
 class SinusoidalPositionalEncoding(nn.Module):
@@ -75,6 +79,9 @@ def _field(g: dgl.DGLGraph, ntype: str, key: str) -> Tensor:
 class NodeEncoders(nn.Module):
     r"""Map each node type's raw data to vectors of one width :math:`d`.
 
+    Each modality's node type is encoded by the encoder its plug-in registers
+    (:mod:`graphmm.modalities`), for the built-in ones
+
     .. math::
 
         h_{word} &= E_{word}[\mathrm{token}] + PE(\mathrm{pos}) \\
@@ -86,7 +93,9 @@ class NodeEncoders(nn.Module):
     patch's integer grid row and column (each coded in half of the width, as in
     2-D sinusoidal ViT position codes), so patches keep where they sit in the image. Node types not
     listed in ``in_dims`` (or absent from the graph) are skipped; a node type with
-    zero nodes gives a ``(0, d)`` tensor.
+    zero nodes gives a ``(0, d)`` tensor. The encoders sit in :attr:`types`, keyed by
+    node type; checkpoints of the earlier layout (``word_embed``, ``patch_proj``,
+    ``frame_proj``) load into it.
 
     ``featurizers`` picks, per node type, where the features come from: ``learned``
     (the default, the rules above) or ``open_clip`` for ``patch`` and ``word`` nodes,
@@ -106,7 +115,8 @@ class NodeEncoders(nn.Module):
             "name": <open_clip model>, "checkpoint": <local file or None>,
             "pretrained": None, "frozen": True, "layer": -1}`` (see
             :func:`graphmm.clip.parse_featurizers`). Default ``None``: all learned.
-            For an ``open_clip`` type the size in ``in_dims`` is not used.
+            For an ``open_clip`` type the size in ``in_dims`` is not used. Featurizer
+            types other than ``learned`` come from plug-ins (:func:`register_featurizer`).
 
     Example:
         >>> import dgl, torch
@@ -135,11 +145,12 @@ class NodeEncoders(nn.Module):
         featurizers: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
-        unknown = sorted(set(in_dims) - set(SUPPORTED_NTYPES))
+        from graphmm.modalities import modality_of_ntype
+
+        supported = supported_ntypes()
+        unknown = sorted(set(in_dims) - set(supported))
         if unknown:
-            raise ValueError(
-                f"No encoder for node types {unknown}; supported: {list(SUPPORTED_NTYPES)}."
-            )
+            raise ValueError(f"No encoder for node types {unknown}; supported: {supported}.")
         if hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {hidden}")
         for ntype, size in in_dims.items():
@@ -147,41 +158,22 @@ class NodeEncoders(nn.Module):
                 raise ValueError(f"in_dims[{ntype!r}] must be >= 1, got {size}")
         self.in_dims = {k: int(v) for k, v in in_dims.items()}
         self.hidden = hidden
-        specs: dict[str, dict[str, Any]] = {}
-        if featurizers:
-            from graphmm.clip.spec import parse_featurizers  # no open_clip import unless asked
-
-            specs = parse_featurizers(featurizers)
-            unknown = sorted(set(specs) - set(SUPPORTED_NTYPES))
-            if unknown:
-                raise ValueError(f"featurizers name unknown node types {unknown}; supported: {list(SUPPORTED_NTYPES)}")
-        # node types (of in_dims) whose features come from a CLIP tower
-        clip_types = [nt for nt in self.in_dims if specs.get(nt, {}).get("type") == "open_clip"]
+        specs = parse_featurizers(featurizers)
+        unknown = sorted(set(specs) - set(supported))
+        if unknown:
+            raise ValueError(f"featurizers name unknown node types {unknown}; supported: {supported}")
         self.featurizers = {nt: specs.get(nt, {"type": "learned"}) for nt in self.in_dims}
-        self.word_embed = None
-        self.word_pos = None
-        self.patch_proj = None
-        self.patch_pos = None
-        self.frame_proj = None
-        self.summary_embed = None
-        if "word" in in_dims and "word" not in clip_types:
-            self.word_embed = nn.Embedding(self.in_dims["word"], hidden)
-            self.word_pos = SinusoidalPositionalEncoding(hidden)
-        if "patch" in in_dims and "patch" not in clip_types:
-            # +2: the normalised (row, col) of the patch in its grid.
-            self.patch_proj = nn.Linear(self.in_dims["patch"] + 2, hidden)
-            self.patch_pos = SinusoidalPositionalEncoding(hidden // 2)
-        if "frame" in in_dims:
-            # +1: the normalised time of the frame.
-            self.frame_proj = nn.Linear(self.in_dims["frame"] + 1, hidden)
-        if "summary" in in_dims:
-            self.summary_embed = nn.Embedding(self.in_dims["summary"], hidden)
-        self.clip = nn.ModuleDict()
-        if clip_types:
-            from graphmm.clip.featurizers import ClipNodeEncoder, featurizer_kwargs
-
-            for nt in clip_types:
-                self.clip[nt] = ClipNodeEncoder(nt, hidden, **featurizer_kwargs(specs[nt]))
+        self.types = nn.ModuleDict()
+        # node types whose features come from a registered featurizer (e.g. a CLIP tower)
+        self.pretrained = nn.ModuleDict()
+        for nt, size in self.in_dims.items():
+            kind = self.featurizers[nt]["type"]
+            if kind != "learned":
+                self.pretrained[nt] = _FEATURIZERS[kind].build(nt, hidden, self.featurizers[nt])
+            elif (spec := modality_of_ntype(nt)) is not None:
+                self.types[nt] = spec.encoder(size, hidden)
+        self.summary_embed = nn.Embedding(self.in_dims["summary"], hidden) if "summary" in in_dims else None
+        self._register_load_state_dict_pre_hook(_legacy_encoder_keys)
         self.reset_parameters()
 
     @property
@@ -190,27 +182,12 @@ class NodeEncoders(nn.Module):
         return list(self.in_dims)
 
     def reset_parameters(self) -> None:
-        """Reinitialise embeddings (N(0, 1)) and projections (Glorot, zero bias)."""
-        # Unit-scale embeddings keep tokens on the same scale as the position code.
-        for emb in (self.word_embed, self.summary_embed):
-            if emb is not None:
-                nn.init.normal_(emb.weight)
-        for lin in (self.patch_proj, self.frame_proj):
-            if lin is not None:
-                nn.init.xavier_uniform_(lin.weight)
-                nn.init.zeros_(lin.bias)
-        for enc in self.clip.values():  # only their adapters: CLIP's own weights stay
+        """Reinitialise every encoder (each type's own rule), the summary embedding
+        (N(0, 1)) and the CLIP adapters (CLIP's own weights stay)."""
+        for enc in [*self.types.values(), *self.pretrained.values()]:
             enc.reset_parameters()
-
-    @staticmethod
-    def _check_index(idx: Tensor, size: int, ntype: str, key: str) -> Tensor:
-        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= size):
-            raise ValueError(
-                f"{ntype}.{key} ids must be in [0, {size}), got range "
-                f"[{int(idx.min())}, {int(idx.max())}]; raise in_dims[{ntype!r}] to the "
-                f"vocabulary size used to build the graphs."
-            )
-        return idx.long()
+        if self.summary_embed is not None:
+            nn.init.normal_(self.summary_embed.weight)
 
     def forward(self, g: dgl.DGLGraph) -> dict[str, Tensor]:
         """Encode every known node type of ``g``.
@@ -223,30 +200,104 @@ class NodeEncoders(nn.Module):
         """
         out: dict[str, Tensor] = {}
         present = set(g.ntypes)
-        if self.word_embed is not None and "word" in present:
-            token = self._check_index(_field(g, "word", "token"), self.in_dims["word"], "word", "token")
-            out["word"] = self.word_embed(token) + self.word_pos(_field(g, "word", "pos"))
-        if self.patch_proj is not None and "patch" in present:
-            x = torch.cat([_field(g, "patch", "pixels"), _field(g, "patch", "grid")], dim=-1)
-            h = self.patch_proj(x.to(self.patch_proj.weight.dtype))
-            rc = g.nodes["patch"].data.get("rc")
-            if rc is not None and self.hidden >= 2:
-                half = self.hidden // 2
-                pe = torch.cat([self.patch_pos(rc[:, 0]), self.patch_pos(rc[:, 1])], dim=-1).to(h.dtype)
-                h = h + torch.nn.functional.pad(pe, (0, self.hidden - 2 * half))
-            out["patch"] = h
-        if self.frame_proj is not None and "frame" in present:
-            tpos = _field(g, "frame", "tpos").reshape(-1, 1)
-            x = torch.cat([_field(g, "frame", "mel"), tpos], dim=-1)
-            out["frame"] = self.frame_proj(x.to(self.frame_proj.weight.dtype))
-        for nt, enc in self.clip.items():
+        for nt, enc in self.types.items():
+            if nt in present:
+                out[nt] = enc(g.nodes[nt].data)
+        for nt, enc in self.pretrained.items():
             if nt in present:
                 out[nt] = enc(g)
         if self.summary_embed is not None and "summary" in present:
-            mod = self._check_index(
-                _field(g, "summary", "modality"), self.in_dims["summary"], "summary", "modality"
-            )
-            out["summary"] = self.summary_embed(mod)
-        if self.clip:  # keep the usual type order whichever encoder made each entry
-            out = {nt: out[nt] for nt in SUPPORTED_NTYPES if nt in out}
-        return out
+            mod = _field(g, "summary", "modality")
+            size = self.in_dims["summary"]
+            if mod.numel() and (int(mod.min()) < 0 or int(mod.max()) >= size):
+                raise ValueError(
+                    f"summary.modality ids must be in [0, {size}), got range [{int(mod.min())}, {int(mod.max())}]; "
+                    "raise in_dims['summary'] to the builder's (graphmm.graphs.MultimodalGraphBuilder.in_dims)."
+                )
+            out["summary"] = self.summary_embed(mod.long())
+        # the graph schema's type order, whichever encoder made each entry
+        return {nt: out[nt] for nt in self.in_dims if nt in out}
+
+
+#: Where the encoders of the built-in node types kept their weights before they moved
+#: into :attr:`NodeEncoders.types` (checkpoints of that layout still load).
+_LEGACY_KEYS = {"word_embed.": "types.word.embed.", "patch_proj.": "types.patch.proj.", "frame_proj.": "types.frame.proj.",
+                "clip.": "pretrained."}
+
+
+def _legacy_encoder_keys(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        rest = key[len(prefix):]
+        for old, new in _LEGACY_KEYS.items():
+            if rest.startswith(old):
+                state_dict[prefix + new + rest[len(old):]] = state_dict.pop(key)
+
+
+class Featurizer(NamedTuple):
+    """A registered node featurizer: ``parse(ntype, spec) -> spec`` checks and fills in
+    one ``featurizers`` entry, ``build(ntype, hidden, spec) -> nn.Module`` makes the
+    module whose ``forward(g)`` returns that type's ``(N, hidden)`` features."""
+
+    parse: Callable[[str, dict[str, Any]], dict[str, Any]]
+    build: Callable[[str, int, dict[str, Any]], nn.Module]
+
+
+_FEATURIZERS: dict[str, Featurizer] = {}
+
+
+def register_featurizer(
+    name: str,
+    parse: Callable[[str, dict[str, Any]], dict[str, Any]],
+    build: Callable[[str, int, dict[str, Any]], nn.Module],
+) -> None:
+    """Register a featurizer type for ``NodeEncoders(featurizers={ntype: {"type": name, ...}})``
+    (``model.encoders.<ntype>.type=<name>``); the CLIP plug-in registers ``open_clip``."""
+    _FEATURIZERS[name] = Featurizer(parse, build)
+
+
+def featurizer_types() -> list[str]:
+    """``learned`` and every registered featurizer type (plug-ins load on first use)."""
+    from graphmm.plugins import load_plugins
+
+    load_plugins()
+    return ["learned", *sorted(_FEATURIZERS)]
+
+
+def parse_featurizers(featurizers: Mapping[str, Mapping[str, Any] | None] | None) -> dict[str, dict[str, Any]]:
+    """Check and fill in per-node-type featurizer specs: ``{"type": "learned"}`` (also what
+    a missing or ``None`` entry means) or a registered type, whose ``parse`` fills its keys.
+
+    Raises:
+        ValueError: A spec that is not a mapping, or an unknown type.
+
+    Example:
+        >>> parse_featurizers({"word": None})
+        {'word': {'type': 'learned'}}
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for ntype, spec in (featurizers or {}).items():
+        spec = {"type": "learned"} if spec is None else spec
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"featurizers[{ntype!r}] must be a mapping like {{'type': 'learned'}}, got {spec!r}")
+        kind = spec.get("type", "learned")
+        if kind == "learned":
+            out[str(ntype)] = {"type": "learned"}
+            continue
+        if kind not in featurizer_types():
+            raise ValueError(f"featurizers[{ntype!r}].type={kind!r} is not one of {featurizer_types()}")
+        out[str(ntype)] = _FEATURIZERS[kind].parse(str(ntype), dict(spec))
+    return out
+
+
+def supported_ntypes() -> list[str]:
+    """Node types with an encoder: every registered modality's, then ``summary``."""
+    from graphmm.modalities import load_modalities
+
+    return [spec.ntype for spec in load_modalities().values() if spec.encoder is not None] + ["summary"]
+
+
+def __getattr__(name: str) -> Any:
+    # SUPPORTED_NTYPES follows the modality registry, which plug-ins extend
+    if name == "SUPPORTED_NTYPES":
+        return tuple(supported_ntypes())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

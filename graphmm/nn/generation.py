@@ -390,7 +390,7 @@ class GraphSeq2Seq(_Seq2SeqBase):
         canonical_etypes: Relations ``(src, rel, dst)`` of the graph schema.
         vocab_size: Target vocabulary size (see :class:`graphmm.data.TargetVocab`).
         hidden: Node state width. Default: ``64``.
-        num_layers: Message-passing layers. Default: ``2``.
+        num_layers: Message-passing layers. Default: ``3``.
         conv: Registered relation conv. Default: ``"gat"``.
         conv_kwargs: Options for every relation conv. Default: ``None``.
         aggregate: Cross-relation aggregation. Default: ``"sum"``.
@@ -430,7 +430,7 @@ class GraphSeq2Seq(_Seq2SeqBase):
         vocab_size: int,
         *,
         hidden: int = 64,
-        num_layers: int = 2,
+        num_layers: int = 3,
         conv: str = "gat",
         conv_kwargs: Mapping[str, Any] | None = None,
         aggregate: str = "sum",
@@ -496,7 +496,7 @@ class SequenceSeq2Seq(_Seq2SeqBase):
         canonical_etypes: Ignored.
         vocab_size: Target vocabulary size.
         hidden: Width. Default: ``64``.
-        num_layers: Encoder layers. Default: ``2``.
+        num_layers: Encoder layers. Default: ``3``.
         heads: Encoder attention heads. Default: ``4``.
         dropout: Dropout. Default: ``0.1``.
         memory_ntypes, decoder_layers, decoder_heads, decoder_ff, max_len, pad_id,
@@ -515,7 +515,7 @@ class SequenceSeq2Seq(_Seq2SeqBase):
         vocab_size: int = 0,
         *,
         hidden: int = 64,
-        num_layers: int = 2,
+        num_layers: int = 3,
         heads: int = 4,
         dropout: float = 0.1,
         memory_ntypes: Sequence[str] | None = None,

@@ -174,7 +174,7 @@ class HeteroGNN(nn.Module):
     Args:
         canonical_etypes: The relations ``(src, rel, dst)`` to learn modules for.
         hidden: Width :math:`d` of every node state.
-        num_layers: Number of layers (``0`` gives the identity). Default: ``2``.
+        num_layers: Number of layers (``0`` gives the identity). Default: ``3``.
         conv: Registered conv name (``"sum"``, ``"gcn"``, ``"gat"``, ``"sage"``, ...).
             Default: ``"gat"``.
         conv_kwargs: Extra keyword arguments for every relation module, e.g.
@@ -214,7 +214,7 @@ class HeteroGNN(nn.Module):
         self,
         canonical_etypes: Sequence[Sequence[str]],
         hidden: int,
-        num_layers: int = 2,
+        num_layers: int = 3,
         conv: str = "gat",
         conv_kwargs: Mapping[str, Any] | None = None,
         aggregate: str = "sum",

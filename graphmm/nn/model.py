@@ -12,6 +12,7 @@ from .encoders import NodeEncoders
 from .heads import ClassificationHead
 from .hetero import CanonicalEType, HeteroGNN, as_canonical_etypes
 from .readout import TypeReadout
+from .wide import WidePath, parse_wide
 
 __all__ = ["GraphClassifier"]
 
@@ -24,20 +25,26 @@ class GraphClassifier(nn.Module):
         h^{0}_t &= \mathrm{Enc}_t(x_t) \\
         h^{L}   &= \mathrm{HeteroGNN}(G, h^{0}) \\
         z_b     &= \mathrm{Fuse}\big(\{\mathrm{Pool}_t(h^{L}_t, G_b)\}_t,\; m_b\big) \\
-        y_b     &= \mathrm{Head}(z_b)
+        y_b     &= \mathrm{Head}(z_b) + \mathrm{Wide}(G_b)
 
     where :math:`m_b` marks the node types present in graph :math:`b`; a sample
-    that lacks a modality (or every modality) still gives finite logits. Only
+    that lacks a modality (or every modality) still gives finite logits. The wide
+    term (off by default, ``wide=None``: zero) is :class:`WidePath`, a linear model of
+    the sample's own node inputs (token and bigram counts, mean raw features), so the
+    GNN learns what that linear model misses. Only
     node types listed in ``in_dims`` and relations between them are used.
     All arguments are plain values, so Hydra can build the model with
     ``in_dims``, ``canonical_etypes`` and ``num_classes`` supplied at run time.
+    The defaults below are the model ``python -m graphmm.train`` trains: the schema
+    :class:`graphmm.config.ModelConf` reads them from this signature.
 
     Args:
         in_dims: Raw size per node type (see :class:`NodeEncoders`).
         canonical_etypes: Relations ``(src, rel, dst)`` of the graph schema.
         num_classes: Number of logits.
         hidden: Node state width :math:`d`. Default: ``64``.
-        num_layers: Message-passing layers. Default: ``2``.
+        num_layers: Message-passing layers; 3 lets summary nodes link two modalities
+            (``patch -> summary -> summary -> word``). Default: ``3``.
         conv: Registered relation conv (see :func:`list_convs`). Default: ``"gat"``.
         conv_kwargs: Options for every relation conv, e.g. ``{"heads": 4}``.
             Default: ``None``.
@@ -47,7 +54,7 @@ class GraphClassifier(nn.Module):
         activation: GNN activation. Default: ``"relu"``.
         pool: Per-type pooling (``"mean"``, ``"max"``, ``"attention"``).
             Default: ``"mean"``.
-        fusion: Type fusion (``"attention"``, ``"concat"``). Default: ``"attention"``.
+        fusion: Type fusion (``"concat"``, masked, or ``"attention"``). Default: ``"concat"``.
         head_hidden: Hidden width of the head, ``None`` for linear. Default: ``None``.
         readout_ntypes: Node types pooled by the readout. Default ``None``: every type
             but ``summary`` (summary nodes pass messages between modalities and are not
@@ -56,6 +63,14 @@ class GraphClassifier(nn.Module):
             ``featurizers`` of :class:`NodeEncoders`, e.g. ``{"patch": {"type":
             "open_clip", "name": "ViT-B-32", "checkpoint": path}}``). Default: ``None``
             (all learned).
+        wide: The wide path's terms: ``None`` (off), ``"words"`` (a weight per token
+            id of the ``word`` nodes), ``"ngrams"`` (and per hashed bigram), or a
+            mapping ``{ntype: "words" | "ngrams" | <float field>}`` (see
+            :class:`WidePath`). Default: ``None``.
+        wide_buckets: Hash buckets for the wide path's bigrams. Default: ``262144``.
+        wide_dropout: Probability of dropping a wide term in training. Default: ``0.0``.
+        wide_norm: Per-sample scaling of the wide id terms (``"sum"``, ``"mean"``,
+            ``"sqrt"``). Default: ``"sqrt"``.
 
     Example:
         >>> import dgl, torch
@@ -93,17 +108,21 @@ class GraphClassifier(nn.Module):
         num_classes: int,
         *,
         hidden: int = 64,
-        num_layers: int = 2,
+        num_layers: int = 3,
         conv: str = "gat",
         conv_kwargs: Mapping[str, Any] | None = None,
         aggregate: str = "sum",
         dropout: float = 0.1,
         activation: str = "relu",
         pool: str = "mean",
-        fusion: str = "attention",
+        fusion: str = "concat",
         head_hidden: int | None = None,
         readout_ntypes: Sequence[str] | None = None,
         encoders: Mapping[str, Mapping[str, Any]] | None = None,
+        wide: str | Mapping[str, str] | None = None,
+        wide_buckets: int = 262144,
+        wide_dropout: float = 0.0,
+        wide_norm: str = "sqrt",
     ) -> None:
         super().__init__()
         if not in_dims:
@@ -145,6 +164,13 @@ class GraphClassifier(nn.Module):
         self.head = ClassificationHead(
             self.readout.out_dim, num_classes, hidden=head_hidden, dropout=dropout
         )
+        terms = parse_wide(wide)
+        # no intercept of its own: the head's bias is the model's
+        self.wide = (
+            WidePath(in_dims, num_classes, terms, buckets=wide_buckets, dropout=wide_dropout, norm=wide_norm,
+                     bias=False)
+            if terms else None
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -153,6 +179,8 @@ class GraphClassifier(nn.Module):
         self.gnn.reset_parameters()
         self.readout.reset_parameters()
         self.head.reset_parameters()
+        if self.wide is not None:
+            self.wide.reset_parameters()
 
     def encode(self, g: dgl.DGLGraph) -> dict[str, Tensor]:
         """Node states after message passing, ``dict[ntype, (N_ntype, hidden)]``."""
@@ -160,7 +188,11 @@ class GraphClassifier(nn.Module):
 
     def forward(self, g: dgl.DGLGraph) -> Tensor:
         """Logits ``(B, num_classes)`` for a (batched) heterograph."""
-        return self.head(self.readout(g, self.encode(g)))
+        return self._logits(g, self.encode(g))
+
+    def _logits(self, g: dgl.DGLGraph, states: Mapping[str, Tensor]) -> Tensor:
+        logits = self.head(self.readout(g, states))
+        return logits if self.wide is None else logits + self.wide(g)
 
     def explain(self, g: dgl.DGLGraph) -> tuple[Tensor, dict[CanonicalEType, list[Tensor]]]:
         r"""Logits and the attention of every relation in every layer (``conv="gat"``).
@@ -210,4 +242,4 @@ class GraphClassifier(nn.Module):
                 f"which computes none; train with model.conv=gat to explain predictions."
             )
         states, attention = self.gnn(g, self.encoders(g), return_attention=True)
-        return self.head(self.readout(g, states)), attention
+        return self._logits(g, states), attention

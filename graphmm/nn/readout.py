@@ -48,7 +48,7 @@ class TypeReadout(nn.Module):
         ntypes: Node types to read out; the concat layout follows this order.
         hidden: Width :math:`d` of the node states.
         pool: One of :data:`POOLS`. Default: ``"mean"``.
-        fusion: One of :data:`FUSIONS`. Default: ``"attention"``.
+        fusion: One of :data:`FUSIONS`. Default: ``"concat"``.
 
     Example:
         >>> import dgl, torch
@@ -78,7 +78,7 @@ class TypeReadout(nn.Module):
         ntypes: Sequence[str],
         hidden: int,
         pool: str = "mean",
-        fusion: str = "attention",
+        fusion: str = "concat",
     ) -> None:
         super().__init__()
         if pool not in POOLS:
