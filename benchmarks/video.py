@@ -66,7 +66,8 @@ def run(seeds: list[int], quick: bool) -> str:
         "test split, mean ± sample std over seeds (initialisation and batch order; the data and "
         "its split do not change); *direction* is the share of test clips whose direction "
         "(label mod 4) is right, whatever the digit. Every model sees the same `vpatch` nodes and "
-        "node encoder (pixels, grid position and frame index); they differ in what links the nodes.",
+        "node encoder (pixels, grid position and normalised frame time `tpos`); they differ in what "
+        "links the nodes.",
         "",
         "| model | test accuracy | direction accuracy | per seed | seconds per run | command |",
         "|---|---|---|---|---|---|",

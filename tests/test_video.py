@@ -206,13 +206,15 @@ def test_encoder_shape_position_codes_and_gradient():
     enc = VideoPatchEncoder(b.in_dim, 9)  # odd width: the grid code fills 8 columns
     h = enc(data)
     assert h.shape == (12, 9)
-    # same pixels and cell, other frame: only the time inputs differ
+    # same pixels and cell, other frame: only tpos differs
     same = {k: v.clone() for k, v in data.items()}
     same["pixels"][:] = data["pixels"][0]
     same["grid"][:] = data["grid"][0]
     same["rc"][:] = data["rc"][0]
     hs = enc(same)
     assert not torch.allclose(hs[0], hs[4]) and torch.allclose(hs[4], hs[5])
+    moved = dict(data, rc=data["rc"] + 1)  # the grid code moves with the cell
+    assert not torch.allclose(enc(moved), h)
     h.sum().backward()
     assert enc.proj.weight.grad is not None and enc.proj.weight.grad.abs().sum() > 0
     with pytest.raises(KeyError, match="no field 'tpos'"):
@@ -351,6 +353,6 @@ def test_inspect_draws_a_video_sample(video_run, tmp_path):
         im.load()
         assert im.size[0] > 100 and im.size[1] > 100
     back = nx.read_graphml(graphml, force_multigraph=True)
-    assert Counter(a["ntype"] for _, a in back.nodes(data=True))[V] == 96  # 6 frames x 4 x 4 patches
+    assert Counter(a["ntype"] for _, a in back.nodes(data=True))[V] == 6 * 9  # 6 frames x 3 x 3 patches
     rels = Counter(a["canonical_etype"] for _, _, a in back.edges(data=True))
-    assert rels[f"{V}:temporal:{V}"] == 5 * 16 and rels[f"{V}:adjacent:{V}"] == 6 * 2 * 24
+    assert rels[f"{V}:temporal:{V}"] == 5 * 9 and rels[f"{V}:adjacent:{V}"] == 6 * 2 * 12
