@@ -84,7 +84,7 @@ LABELS = {
 }
 MULTIMODAL = ("avdigits",)
 LONGEST_FIRST = ("mnist", "avdigits", "sst2", "mr", "sst1", "webkb", "trec", "fsdd", "fsdd_speakers")
-# what conf/experiment/<name>.yaml passes to the loader besides the name
+# what graphmm/conf/experiment/<name>.yaml passes to the loader besides the name
 TEXT_OPTIONS = {
     "webkb": {"label_map": {"cours": "course", "facult": "faculty", "projec": "project", "studen": "student"}},
     "trec": {"skip_tokens": 1},

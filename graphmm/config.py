@@ -249,7 +249,7 @@ class OptimizerConf:
 @dataclass
 class TrainerConf:
     """``trainer``: the training run. These are the defaults ``python -m graphmm.train``
-    uses (``conf/trainer/default.yaml`` lists them as comments and sets none)."""
+    uses (``graphmm/conf/trainer/default.yaml`` lists them as comments and sets none)."""
 
     max_epochs: int = 40
     batch_size: int = 64
@@ -327,7 +327,7 @@ def app_config_groups() -> str:
     group as Hydra's ``$APP_CONFIG_GROUPS`` writes them, without the ``*_schema``
     entries: those are the typed schemas under the YAML files, not options to pick.
 
-    ``conf/config.yaml``'s ``hydra.help.template`` calls it as the
+    ``graphmm/conf/config.yaml``'s ``hydra.help.template`` calls it as the
     ``${graphmm_config_groups:}`` resolver; empty outside a Hydra app.
     """
     from hydra.core.global_hydra import GlobalHydra
@@ -349,7 +349,7 @@ def app_config_groups() -> str:
 OmegaConf.register_new_resolver("graphmm_config_groups", app_config_groups, replace=True)
 
 #: Root of the YAML configs shipped with the package.
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")  # shipped inside the package (pyproject package-data)
 
 _DEVICES = {"cpu", "cuda", "auto"}
 

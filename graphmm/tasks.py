@@ -5,7 +5,7 @@ evaluation metrics, the decoding options, what goes into a checkpoint besides th
 weights, and the artefacts of a finished run. :func:`graphmm.train.train` picks one
 from ``model.task`` (:func:`make_task`) and is otherwise the same loop for both.
 
-``model.task`` is a ``_target_`` node naming the class (``conf/model/*.yaml``:
+``model.task`` is a ``_target_`` node naming the class (``graphmm/conf/model/*.yaml``:
 ``task: {_target_: graphmm.tasks.GenerationTask}``) or, on the command line, a
 registered short name (``model.task=generation``). A task is registered by
 :func:`register_task` on its class, and it reads its options from the model config

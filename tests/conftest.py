@@ -1,4 +1,4 @@
-"""Shared fixtures: configs composed from the real ``conf/`` through Hydra's compose API."""
+"""Shared fixtures: configs composed from the real ``graphmm/conf/`` through Hydra's compose API."""
 
 from __future__ import annotations
 

@@ -6,14 +6,14 @@
 * A YAML preset sets only the keys in which it deliberately differs from what it
   extends (its schema, or the preset above it); those keys are listed in
   :data:`PRESET_OVERRIDES`, so changing a default in a YAML file alone fails here.
-* The ``# key: value`` comment lines that list the defaults in ``conf/`` must equal the
+* The ``# key: value`` comment lines that list the defaults in ``graphmm/conf/`` must equal the
   composed values, so changing a default in the schema alone fails here too.
 * Every library constructor that shares a parameter with a schema has the same default
   (:data:`LIBRARY`), and so does its docstring's ``Default:``, where it names one.
 
 The graph schemas (``graph.text``, ``graph.image``, ... in the modality plug-ins,
 ``graph.cross`` in ``graphmm/config.py``) read their defaults from the builders'
-signatures; ``conf/graph/default.yaml`` sets only the default recipe's own choices
+signatures; ``graphmm/conf/graph/default.yaml`` sets only the default recipe's own choices
 (:data:`GRAPH_RECIPE`).
 """
 
@@ -144,7 +144,7 @@ def _parent(group: str, option: str) -> str:
     """The first entry of a preset's defaults list: a ``*_schema`` or another preset."""
     raw = OmegaConf.load(Path(CONF_DIR) / group / f"{option}.yaml")
     first = raw.get("defaults", [None])[0]
-    assert isinstance(first, str), f"conf/{group}/{option}.yaml: its defaults list must start with its schema"
+    assert isinstance(first, str), f"graphmm/conf/{group}/{option}.yaml: its defaults list must start with its schema"
     return first
 
 
@@ -259,12 +259,12 @@ def test_a_preset_sets_only_its_listed_overrides(group, option):
     body = _leaves(_body(group, option))
     repeated = sorted(k for k, v in body.items() if k in base and base[k] == v)
     assert not repeated, (
-        f"conf/{group}/{option}.yaml repeats the default of {repeated}; keep it once, in the schema "
+        f"graphmm/conf/{group}/{option}.yaml repeats the default of {repeated}; keep it once, in the schema "
         f"(list it as a '# key: value' comment)"
     )
     top = {k.split(".")[0] for k in body}
     assert top == PRESET_OVERRIDES[(group, option)], (
-        f"conf/{group}/{option}.yaml sets {sorted(top)}, PRESET_OVERRIDES lists "
+        f"graphmm/conf/{group}/{option}.yaml sets {sorted(top)}, PRESET_OVERRIDES lists "
         f"{sorted(PRESET_OVERRIDES[(group, option)])}: change the default where it lives (the schema or the "
         f"library signature), or list a deliberate preset choice"
     )
@@ -276,23 +276,23 @@ def test_commented_defaults_match_the_composed_config(group, option):
     composed = _leaves(_composed(group, option))
     wrong = {k: (v, composed.get(k, "<no such key>")) for k, v in commented.items()
              if k not in composed or not _same(composed[k], v)}
-    assert not wrong, f"conf/{group}/{option}.yaml: commented default (written, actual): {wrong}"
+    assert not wrong, f"graphmm/conf/{group}/{option}.yaml: commented default (written, actual): {wrong}"
 
 
 def test_the_graph_recipe_sets_only_its_choices():
     body = {k for k, v in _leaves(_body("graph", "default")).items() if v != {}}
-    assert body == GRAPH_RECIPE, f"conf/graph/default.yaml sets {sorted(body)}; GRAPH_RECIPE lists {sorted(GRAPH_RECIPE)}"
+    assert body == GRAPH_RECIPE, f"graphmm/conf/graph/default.yaml sets {sorted(body)}; GRAPH_RECIPE lists {sorted(GRAPH_RECIPE)}"
 
 
 def test_trainer_and_model_presets_list_every_key():
-    """Users read conf/ to learn the options: every schema key is set or listed."""
+    """Users read graphmm/conf/ to learn the options: every schema key is set or listed."""
     for group, option, schema in (("trainer", "default", TrainerConf), ("model", "hetero_gnn", ModelConf),
                                   ("model", "graph_seq2seq", GenerationModelConf)):
         shown = {k.split(".")[0] for k in _commented_defaults(group, option)} | set(_body(group, option))
         hidden = {f.name for f in dataclasses.fields(schema)} - shown - {"_target_", "_partial_", "task"}
         if schema is GenerationModelConf:
             hidden -= {"activation", "conv_kwargs", "encoders"}  # as hetero_gnn's, listed there
-        assert not hidden, f"conf/{group}/{option}.yaml lists neither value nor comment for {sorted(hidden)}"
+        assert not hidden, f"graphmm/conf/{group}/{option}.yaml lists neither value nor comment for {sorted(hidden)}"
 
 
 def test_the_comment_parser_reads_the_listed_defaults():
@@ -363,6 +363,6 @@ def test_the_library_classifier_is_the_cli_model(make_cfg):
 
 # ---------------------------------------------------------------- version
 def test_version_is_written_once():
-    pyproject = tomllib.loads((Path(CONF_DIR).parent / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(CONF_DIR).parents[1] / "pyproject.toml").read_text())
     assert graphmm.__version__ == pyproject["project"]["version"] == importlib.metadata.version("graphmm")
     assert "__version__ = \"" not in (Path(graphmm.__file__)).read_text()

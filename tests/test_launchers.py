@@ -1,5 +1,5 @@
-"""The Hydra launcher and sweeper presets: conf/hydra/launcher/graphmm_*.yaml and
-conf/hparams_search/optuna.yaml compose, instantiate and (slow tests) run sweeps."""
+"""The Hydra launcher and sweeper presets: graphmm/conf/hydra/launcher/graphmm_*.yaml and
+graphmm/conf/hparams_search/optuna.yaml compose, instantiate and (slow tests) run sweeps."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from graphmm.config import CONF_DIR, validate_config
 
-ROOT = Path(CONF_DIR).parent
+ROOT = Path(CONF_DIR).parents[1]  # the repository (graphmm/conf -> .)
 TINY = ["debug=fast", "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.device=cpu"]
 
 
@@ -137,3 +137,25 @@ def test_optuna_sweep_maximises_the_validation_metric(tmp_path):
     # main() returns the monitored validation metric; the study keeps the largest
     assert result["best_value"] == pytest.approx(max(val))
     assert set(result["best_params"]) == {"trainer.optimizer.lr", "model.hidden", "model.conv"}
+
+
+@pytest.mark.slow
+def test_a_plain_install_ships_the_configs(tmp_path):
+    """``pip install .`` (not editable) carries graphmm/conf, so ``python -m graphmm.train``
+    composes its config from any directory."""
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(ROOT)],
+                   check=True, capture_output=True, timeout=600)
+    assert (site / "graphmm" / "conf" / "config.yaml").is_file()
+    assert (site / "graphmm" / "conf" / "experiment" / "mr.yaml").is_file()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    code = "import graphmm.config as c; print(c.CONF_DIR)"
+    where = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert where.stdout.strip() == str(site / "graphmm" / "conf"), where.stderr[-2000:]
+    res = subprocess.run([sys.executable, "-m", "graphmm.train", "experiment=mr", "--cfg", "job"], cwd=elsewhere,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "name: mr" in res.stdout and "max_epochs: 12" in res.stdout

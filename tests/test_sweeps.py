@@ -27,7 +27,7 @@ from graphmm.callbacks import (
 from graphmm.config import CONF_DIR, ConfigError
 from graphmm.progress import bars_enabled, progress_bar
 
-ROOT = Path(CONF_DIR).parent
+ROOT = Path(CONF_DIR).parents[1]  # the repository (graphmm/conf -> .)
 TINY = ["debug=fast", "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.device=cpu"]
 
 

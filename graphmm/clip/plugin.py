@@ -60,7 +60,7 @@ def check_config(cfg: DictConfig) -> None:
         if g.get(key) is None or "name" not in g[key]:
             raise ConfigError(
                 f"model.encoders.{ntype}.type=open_clip needs CLIP {ntype} nodes: use graph.{key} with the "
-                f"clip_schema (see conf/experiment/digits_clip.yaml)"
+                f"clip_schema (see graphmm/conf/experiment/digits_clip.yaml)"
             )
         if bool(g[key].frozen) != bool(spec.frozen):
             raise ConfigError(f"model.encoders.{ntype}.frozen={spec.frozen} differs from graph.{key}.frozen={g[key].frozen}")

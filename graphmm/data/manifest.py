@@ -51,7 +51,7 @@ manifest, the line, the id and the problem; with ``on_error="skip"`` each is log
 
 **With Hydra** (``data=manifest``), :func:`graphmm.train.load_splits` takes
 ``data.on_error`` out of the config to screen samples after loading, so the loader
-would never see it. ``conf/data/manifest.yaml`` therefore passes the same value a second
+would never see it. ``graphmm/conf/data/manifest.yaml`` therefore passes the same value a second
 time as ``on_file_error: ${.on_error}``: one setting, ``data.on_error``, governs both
 the rows dropped while reading the files and the samples dropped by the graph
 builder's checks.
@@ -202,7 +202,7 @@ def load_manifest(
             a larger one is a bad row naming the file. ``None``: no limit.
             Default: :data:`graphmm.data.io.MAX_IMAGE_PIXELS` (1024 x 1024).
         on_file_error: The bad-row policy under the name the Hydra config passes it
-            (``conf/data/manifest.yaml`` sets ``on_file_error: ${.on_error}``,
+            (``graphmm/conf/data/manifest.yaml`` sets ``on_file_error: ${.on_error}``,
             because :func:`graphmm.train.load_splits` keeps ``data.on_error`` for
             itself); when given it replaces ``on_error``. Default: ``None``.
 

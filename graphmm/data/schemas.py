@@ -1,7 +1,7 @@
 """Typed Hydra schemas of the file-based datasets (``data=<name>``).
 
 Each dataclass below is stored as ``<name>_schema`` in the ``data`` group and sits at
-the top of ``conf/data/<name>.yaml``'s defaults list, so a misspelt key or a value of
+the top of ``graphmm/conf/data/<name>.yaml``'s defaults list, so a misspelt key or a value of
 the wrong type fails at composition, naming the key. ``_target_`` is the loader that
 :func:`graphmm.train.load_splits` calls with the other keys.
 
@@ -127,7 +127,7 @@ class MovingDigitsDataConf(MovingDigitsConfig):
     on_error: str = "raise"
 
 
-#: ``<name>`` of each ``conf/data/<name>.yaml`` and its schema.
+#: ``<name>`` of each ``graphmm/conf/data/<name>.yaml`` and its schema.
 SCHEMAS: dict[str, type] = {
     "textcls": TextClsDataConf,
     "audio_folder": AudioFolderDataConf,

@@ -21,7 +21,7 @@ train, ``round(val_fraction * n_train)`` documents, stratified by label and seed
 integers, see :func:`~graphmm.data.io.class_index`), give the class ids; the result
 keeps them in :attr:`~graphmm.data.io.DataSplits.classes`. ``label_map`` renames
 labels first (WebKB's labels file truncates a few labels, ``studen`` for
-``student``; ``conf/experiment/webkb.yaml`` maps them back).
+``student``; ``graphmm/conf/experiment/webkb.yaml`` maps them back).
 
 **Line counts.** Both files are read line by line as an editor numbers them
 (:func:`~graphmm.data.io.read_text_lines`: ``\r\n`` line ends, a missing or present
@@ -42,7 +42,7 @@ final newline, UTF-8 or Windows-1252 text). The rule for files of different leng
 **Label leaks.** TREC's corpus starts every question with its fine-grained label
 (``manner How did serfdom develop ...``, 47 distinct names); that first token alone
 gives the coarse class of 94 % of the questions. ``skip_tokens=1`` drops it
-(``conf/experiment/trec.yaml`` does).
+(``graphmm/conf/experiment/trec.yaml`` does).
 
 **Bad documents.** A labels line that does not parse (not three tab-separated fields,
 a split other than ``train``/``test``, an empty label), an empty (blank) document and
