@@ -308,6 +308,13 @@ def register_configs() -> None:
     cs.store(group="data", name="digits_seq_schema", node=DigitSeqDataConf)
     cs.store(group="data", name="avdigits_seq_schema", node=AVDigitsSeqDataConf)
     cs.store(group="graph", name="graph_schema", node=GraphConf)
+    from graphmm.modalities import load_modalities
+
+    for name, spec in load_modalities().items():
+        if spec.schema is not None and not spec.default_on:
+            # a modality that is off by default (a plug-in) is switched on with its defaults
+            # by `+graph/<name>=default`, then tuned with graph.<name>.<key>=...
+            cs.store(group=f"graph/{name}", name="default", node=spec.schema, package=f"graph.{name}")
     cs.store(group="model", name="model_schema", node=ModelConf)
     cs.store(group="model", name="generation_schema", node=GenerationModelConf)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConf)

@@ -25,9 +25,10 @@ from importlib.metadata import entry_points
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_plugins"]
+__all__ = ["load_plugins", "plugin_failures"]
 
 _LOADED: list[str] | None = None
+_FAILED: dict[str, str] = {}
 
 
 def load_plugins() -> list[str]:
@@ -39,11 +40,22 @@ def load_plugins() -> list[str]:
     _LOADED = []
     names = [ep.value for ep in entry_points(group="graphmm.plugins")]
     names += [n.strip() for n in os.environ.get("GRAPHMM_PLUGINS", "").split(",") if n.strip()]
-    for name in dict.fromkeys(names):
+    # graphmm's own plug-ins last: they import graphmm.config, whose graph schema then
+    # sees the modalities that other plug-ins registered before
+    names = sorted(dict.fromkeys(names), key=lambda n: n.startswith("graphmm."))
+    for name in names:
         try:
             importlib.import_module(name)
         except Exception as err:
-            log.warning("graphmm plug-in %r failed to load: %s: %s", name, type(err).__name__, err)
+            _FAILED[name] = f"{type(err).__name__}: {err}"
+            log.warning("graphmm plug-in %r failed to load: %s", name, _FAILED[name])
             continue
         _LOADED.append(name)
     return _LOADED
+
+
+def plugin_failures() -> dict[str, str]:
+    """Plug-ins that failed to import, with their errors (for messages that name what
+    is missing)."""
+    load_plugins()
+    return dict(_FAILED)

@@ -225,13 +225,32 @@ def config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tup
     >>> config_diff({"seed": 3, "trainer": {"resume": None}}, {"seed": 7, "trainer": {"resume": "auto"}})
     {'seed': (3, 7)}
     """
-    a, b = _flatten(old), _flatten(new)
+    a, b = _flatten(_task_as_target(old)), _flatten(_task_as_target(new))
     diff = {}
     for key in sorted(a.keys() | b.keys()):
         va, vb = a.get(key, _ABSENT), b.get(key, _ABSENT)
+        # a key that a later version added, unset (``graph.video: null``), changes nothing
+        if (va is _ABSENT and vb in (None, {})) or (vb is _ABSENT and va in (None, {})):
+            continue
         if key not in RESUME_IGNORED_KEYS and va != vb:
             diff[key] = tuple("<absent>" if v is _ABSENT else v for v in (va, vb))
     return diff
+
+
+def _task_as_target(cfg: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``model.task`` as a ``{_target_: ...}`` node whether it was written by name
+    (``classification``, as earlier versions stored it) or by class."""
+    model = cfg.get("model")
+    task = model.get("task") if isinstance(model, Mapping) else None
+    if not isinstance(task, str):
+        return cfg
+    from graphmm.tasks import task_class
+
+    try:
+        cls = task_class(task)
+    except Exception:  # an unknown name: compare as written
+        return cfg
+    return {**cfg, "model": {**model, "task": {"_target_": f"{cls.__module__}.{cls.__qualname__}"}}}
 
 
 def _changes(diff: Mapping[str, tuple[Any, Any]], limit: int = 12) -> str:

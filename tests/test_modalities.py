@@ -13,7 +13,7 @@ from graphmm.data import ModalityDropout, Sample
 from graphmm.graphs import MultimodalGraphBuilder, summary_ids
 from graphmm.graphtypes import NodeBlock
 from graphmm.modalities import get_modality, list_modalities, modality_of_ntype, register_modality
-from graphmm.modalities.base import _REGISTRY
+from graphmm.modalities.base import unregister_modality
 from graphmm.nn import GraphClassifier, NodeEncoders
 from graphmm.train import without_each_modality
 
@@ -74,7 +74,7 @@ class SensorBuilder:
 def sensor():
     register_modality("sensor", ntype="reading", summary_id=77, encoder=ReadingEncoder)(SensorBuilder)
     yield
-    _REGISTRY.pop("sensor")
+    unregister_modality("sensor")
 
 
 def test_builtin_modalities_are_registered_with_stable_summary_ids():
@@ -186,3 +186,43 @@ def test_a_plugin_named_in_GRAPHMM_PLUGINS_registers_its_parts(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "my_feats" in res.stdout and "open_clip" in res.stdout
     assert "plug-in 'missing_plugin' failed to load" in res.stderr  # a broken plug-in is named, not fatal
+
+
+def test_review_regressions_sample_builder_and_resume_diff():
+    import copy
+    import pickle
+
+    from graphmm.runstate import config_diff
+
+    # an absent modality is not stored; an old pickle without ``inputs`` still works
+    assert Sample(text="x", video=None) == Sample(text="x") and Sample(text="x", video=None).inputs == {}
+    old = Sample(text="x")
+    del old.__dict__["inputs"]
+    back = pickle.loads(pickle.dumps(old))
+    assert back.modalities == ("text",) and back.video is None
+    with pytest.raises(TypeError, match="fields of Sample itself"):
+        Sample(inputs={"text": "x"})
+    # a shallow copy of a builder keeps its own recipe
+    b = MultimodalGraphBuilder()
+    c = copy.copy(b)
+    c.audio = None
+    assert list(b.builders) == ["text", "image", "audio"] and list(c.builders) == ["text", "image"]
+    # the summary table keeps the built-in size whatever the recipe uses (old checkpoints fit)
+    assert MultimodalGraphBuilder(image=False, audio=False).in_dims["summary"] == 3
+    # keys a later version added, left unset, and a task written by name are no change on resume
+    before = {"model": {"task": "classification"}, "graph": {"text": {"window": 3}}}
+    after = {"model": {"task": {"_target_": "graphmm.tasks.ClassificationTask"}},
+             "graph": {"text": {"window": 3}, "video": None}}
+    assert config_diff(before, after) == {}
+    assert config_diff(before, {**after, "seed": 1}) == {"seed": ("<absent>", 1)}
+    with pytest.raises(ValueError, match="reserved"):
+        register_modality("where", ntype="w", summary_id=99)
+
+
+def test_a_plugin_modality_is_switched_on_from_the_command_line(make_cfg):
+    from hydra.utils import instantiate
+
+    cfg = make_cfg(["+graph/video=default", "graph.video.patch_size=8", "graph.text=null", "graph.image=null",
+                    "graph.audio=null"])
+    builder = instantiate(cfg.graph)
+    assert list(builder.builders) == ["video"] and builder.video.patch_size == 8

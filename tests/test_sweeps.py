@@ -124,7 +124,10 @@ def test_help_lists_the_groups_without_the_schemas():
     listed = dict(line.split(": ", 1) for line in groups.strip().splitlines()[1:] if ": " in line)
     assert {"data", "debug", "experiment", "graph", "hparams_search", "model", "trainer"} <= set(listed)
     assert "digits" in listed["data"].split(", ") and "hetero_gnn" in listed["model"].split(", ")
-    assert not any(g.startswith(("graph/", "hydra")) for g in listed)  # schema-only and Hydra's own groups
+    # schema-only groups (graph/image, graph/text, graph/cross) and Hydra's own are not listed; a
+    # plug-in modality's switch (+graph/video=default) is a real option and is
+    assert not any(g.startswith("hydra") or g in ("graph/image", "graph/text", "graph/cross") for g in listed)
+    assert listed.get("graph/video") == "default"
     assert "trainer:\n  max_epochs:" in proc.stdout  # the config section is still there
 
 

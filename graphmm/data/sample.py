@@ -81,16 +81,25 @@ class Sample:
     ) -> None:
         self.text, self.image, self.audio, self.sample_rate = text, image, audio, sample_rate
         self.label, self.target, self.id = label, target, id
-        extra = dict(inputs or {}, **modalities)
+        # an absent modality is not stored, so Sample(video=None) == Sample()
+        extra = {k: v for k, v in dict(inputs or {}, **modalities).items() if v is not None}
+        builtin = sorted(set(extra) & set(MODALITIES))
+        if builtin:
+            raise TypeError(f"Sample: {builtin} are fields of Sample itself; pass them as keywords "
+                            f"(Sample({builtin[0]}=...)), not in inputs")
         if extra:
             known = _registered()
             unknown = sorted(set(extra) - set(known))
-            if unknown or set(extra) & set(MODALITIES):
+            if unknown:
                 raise TypeError(
-                    f"Sample got unknown modality {unknown or sorted(set(extra) & set(MODALITIES))}; "
-                    f"registered modalities: {known} (graphmm.modalities.register_modality adds one)"
+                    f"Sample got unknown modality {unknown}; registered modalities: {known} "
+                    "(graphmm.modalities.register_modality adds one)"
                 )
         self.inputs = extra
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # samples pickled before Sample carried other modalities have no ``inputs``
+        self.__dict__.update({"inputs": {}, **state})
 
     def __getattr__(self, name: str) -> Any:
         # only reached when normal lookup fails: other registered modalities
@@ -143,7 +152,7 @@ class Sample:
             Sample: A new sample (tensors are shared, not copied).
         """
         fields = {f.name for f in dataclasses.fields(self)}
-        inputs = dict(self.inputs)
+        inputs = dict(self.inputs, **(changes.pop("inputs", None) or {}))
         for name in [k for k in changes if k not in fields]:
             value = changes.pop(name)
             if value is None:

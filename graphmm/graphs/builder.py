@@ -18,7 +18,7 @@ from graphmm.graphs._util import (
     split_block,
 )
 from graphmm.graphs.audio import AudioGraphBuilder
-from graphmm.graphs.cross import CrossModalBuilder, summary_ids
+from graphmm.graphs.cross import CrossModalBuilder
 from graphmm.graphs.image import ImageGraphBuilder
 from graphmm.graphs.text import TextGraphBuilder
 from graphmm.graphtypes import CanonicalEType, NodeBlock
@@ -172,11 +172,9 @@ class MultimodalGraphBuilder:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if not name.startswith("_") and name != "builders" and "builders" in self.__dict__ and name in load_modalities():
-            if value is None:
-                self.builders.pop(name, None)
-            else:
-                self.builders[name] = value
-                self.builders = {m: self.builders[m] for m in load_modalities() if m in self.builders}
+            # a new dict (copy on write): a shallow copy of the builder keeps its own recipe
+            builders = {**self.builders, name: value}
+            self.builders = {m: builders[m] for m in load_modalities() if builders.get(m) is not None}
             return
         super().__setattr__(name, value)
 
@@ -213,11 +211,14 @@ class MultimodalGraphBuilder:
         """Input size per node type, for :class:`graphmm.nn.GraphClassifier`: each
         modality builder's ``in_dim`` (the vocabulary size for ``word``, the feature
         width for ``patch`` and ``frame``), and for ``summary`` one more than the
-        largest ``summary_id`` of the modalities switched on."""
+        largest ``summary_id`` of the modalities on by default or switched on (3 for the
+        built-in text, image and audio, whichever of them a recipe uses)."""
         dims = {nt: int(b.in_dim) for nt, b in zip(self.node_types_of_modalities, self.builders.values())}
         if "summary" in self.ntypes:
-            ids = summary_ids()
-            dims["summary"] = 1 + max(ids[nt] for nt in self.node_types_of_modalities)
+            # every modality on by default gets a row whether this recipe uses it or not,
+            # so the table keeps its size (and checkpoints fit) across recipes
+            specs = load_modalities().values()
+            dims["summary"] = 1 + max(s.summary_id for s in specs if s.default_on or s.name in self.builders)
         return dims
 
     # ------------------------------------------------------------------ fitting

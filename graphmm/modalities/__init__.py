@@ -10,6 +10,7 @@ from graphmm.modalities.base import (
     load_modalities,
     modality_of_ntype,
     register_modality,
+    unregister_modality,
 )
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "load_modalities",
     "modality_of_ntype",
     "register_modality",
+    "unregister_modality",
 ]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -43,6 +44,7 @@ __all__ = [
     "load_modalities",
     "modality_of_ntype",
     "register_modality",
+    "unregister_modality",
 ]
 
 
@@ -120,6 +122,16 @@ class ModalitySpec:
 
 _REGISTRY: dict[str, ModalitySpec] = {}
 _LOADED = False
+_LOCK = threading.RLock()  # first use may come from several DataLoader threads at once
+_ORDERED: dict[str, ModalitySpec] | None = None  # the registry in summary_id order, rebuilt on change
+
+#: Names a modality cannot take: fields and methods of Sample and MultimodalGraphBuilder.
+_RESERVED = frozenset({
+    "text", "image", "audio", "sample_rate", "label", "target", "id", "inputs", "modalities", "where", "without",
+    "replace", "cross", "builders", "specs", "ntypes", "canonical_etypes", "in_dims", "node_types_of_modalities",
+    "fit", "batch", "collate", "validate", "validate_batch", "build_tensors", "state_dict", "load_state_dict",
+    "use_cache", "cache_stats",
+})
 
 
 def register_modality(
@@ -146,11 +158,16 @@ def register_modality(
         ...     relations = []
         >>> SensorBuilder.modality, SensorBuilder.ntype
         ('my_sensor', 'reading')
-        >>> from graphmm.modalities.base import _REGISTRY
-        >>> _ = _REGISTRY.pop("my_sensor")
+        >>> from graphmm.modalities.base import unregister_modality
+        >>> unregister_modality("my_sensor")
     """
 
+    builtin = {"text", "image", "audio"}
+    if name in _RESERVED - builtin or not name.isidentifier():
+        raise ValueError(f"modality name {name!r} is reserved or not an identifier (it would shadow an attribute)")
+
     def deco(cls: type) -> type:
+        global _ORDERED
         for other in _REGISTRY.values():
             if other.name == name:
                 continue
@@ -162,29 +179,50 @@ def register_modality(
             log.warning("modality %r registered again; the new definition replaces the old", name)
         cls.modality = name
         cls.ntype = ntype
-        _REGISTRY[name] = ModalitySpec(
-            name, ntype, cls, encoder, schema, int(summary_id), tuple(sample_fields), bool(default_on), extra
-        )
+        with _LOCK:
+            _REGISTRY[name] = ModalitySpec(
+                name, ntype, cls, encoder, schema, int(summary_id), tuple(sample_fields), bool(default_on), extra
+            )
+            _ORDERED = None
         return cls
 
     return deco
 
 
 def load_modalities() -> dict[str, ModalitySpec]:
-    """Import every modality module once (this package's and entry points'), and return
-    the registry, ordered by ``summary_id``."""
-    global _LOADED
+    """Import every modality module once (this package's, then the plug-ins'), and
+    return the registry, ordered by ``summary_id``. Thread-safe; a failed first load
+    (an import error) is retried by the next call instead of leaving a partial registry."""
+    global _LOADED, _ORDERED
     if not _LOADED:
-        _LOADED = True
-        import graphmm.modalities as pkg
+        with _LOCK:
+            if not _LOADED:
+                _LOADED = True  # set first: the modules below may call back in (re-entrant lock)
+                try:
+                    import graphmm.modalities as pkg
 
-        for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-            if info.name != "base" and not info.name.startswith("_"):
-                importlib.import_module(f"{pkg.__name__}.{info.name}")
-        from graphmm.plugins import load_plugins
+                    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+                        if info.name != "base" and not info.name.startswith("_"):
+                            importlib.import_module(f"{pkg.__name__}.{info.name}")
+                    from graphmm.plugins import load_plugins
 
-        load_plugins()  # optional packages register their own modalities
-    return dict(sorted(_REGISTRY.items(), key=lambda kv: kv[1].summary_id))
+                    load_plugins()  # optional packages register their own modalities
+                except BaseException:
+                    _LOADED = False
+                    raise
+    ordered = _ORDERED
+    if ordered is None:
+        with _LOCK:
+            ordered = _ORDERED = dict(sorted(_REGISTRY.items(), key=lambda kv: kv[1].summary_id))
+    return dict(ordered)
+
+
+def unregister_modality(name: str) -> None:
+    """Remove modality ``name`` from the registry (tests, notebooks); no error if absent."""
+    global _ORDERED
+    with _LOCK:
+        _REGISTRY.pop(name, None)
+        _ORDERED = None
 
 
 def list_modalities() -> list[str]:

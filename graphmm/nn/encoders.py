@@ -109,7 +109,7 @@ class NodeEncoders(nn.Module):
     Args:
         in_dims: Raw size per node type: vocabulary size for ``word``, flattened
             patch size ``C*p*p`` for ``patch``, ``n_mels`` for ``frame`` and the
-            number of modalities (3) for ``summary``.
+            ``MultimodalGraphBuilder.in_dims["summary"]`` rows for ``summary``.
         hidden: Output width :math:`d`.
         featurizers: Per node type, ``{"type": "learned"}`` or ``{"type": "open_clip",
             "name": <open_clip model>, "checkpoint": <local file or None>,
@@ -185,7 +185,8 @@ class NodeEncoders(nn.Module):
         """Reinitialise every encoder (each type's own rule), the summary embedding
         (N(0, 1)) and the CLIP adapters (CLIP's own weights stay)."""
         for enc in [*self.types.values(), *self.pretrained.values()]:
-            enc.reset_parameters()
+            if hasattr(enc, "reset_parameters"):  # optional in the encoder protocol
+                enc.reset_parameters()
         if self.summary_embed is not None:
             nn.init.normal_(self.summary_embed.weight)
 
@@ -284,7 +285,14 @@ def parse_featurizers(featurizers: Mapping[str, Mapping[str, Any] | None] | None
             out[str(ntype)] = {"type": "learned"}
             continue
         if kind not in featurizer_types():
-            raise ValueError(f"featurizers[{ntype!r}].type={kind!r} is not one of {featurizer_types()}")
+            from graphmm.plugins import plugin_failures
+
+            failed = plugin_failures()
+            hint = f"; plug-ins that failed to load: {failed}" if failed else (
+                "; open_clip comes from graphmm's CLIP plug-in, found through the package's entry points: "
+                "reinstall graphmm (pip install -e .) if it was installed before they existed"
+                if kind == "open_clip" else "")
+            raise ValueError(f"featurizers[{ntype!r}].type={kind!r} is not one of {featurizer_types()}{hint}")
         out[str(ntype)] = _FEATURIZERS[kind].parse(str(ntype), dict(spec))
     return out
 
