@@ -158,8 +158,11 @@ def _graph_conf() -> type:
         on = spec.default_on
         fields.append((name, Optional[spec.schema], field(default_factory=spec.schema) if on else field(default=None)))
     fields.append(("cross", Optional[CrossModalConf], field(default_factory=CrossModalConf)))
+    # __module__ and __qualname__ name this module's GraphConf, so the class pickles by
+    # reference into launcher worker processes (joblib) like a class written out here
     return dataclasses.make_dataclass(
-        "GraphConf", fields, namespace={"__doc__": "A graph recipe: one builder per modality (null ignores it)."}
+        "GraphConf", fields, namespace={"__doc__": "A graph recipe: one builder per modality (null ignores it).",
+                                        "__module__": __name__, "__qualname__": "GraphConf"}
     )
 
 
