@@ -88,13 +88,9 @@ class Sample:
             raise TypeError(f"Sample: {builtin} are fields of Sample itself; pass them as keywords "
                             f"(Sample({builtin[0]}=...)), not in inputs")
         if extra:
-            known = _registered()
-            unknown = sorted(set(extra) - set(known))
-            if unknown:
-                raise TypeError(
-                    f"Sample got unknown modality {unknown}; registered modalities: {known} "
-                    "(graphmm.modalities.register_modality adds one)"
-                )
+            from graphmm.modalities.base import check_modality_names
+
+            check_modality_names(extra, "Sample")
         self.inputs = extra
 
     def __setstate__(self, state: dict[str, Any]) -> None:

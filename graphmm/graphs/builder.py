@@ -22,7 +22,7 @@ from graphmm.graphs.cross import CrossModalBuilder
 from graphmm.graphs.image import ImageGraphBuilder
 from graphmm.graphs.text import TextGraphBuilder
 from graphmm.graphtypes import CanonicalEType, NodeBlock
-from graphmm.modalities.base import ModalitySpec, load_modalities
+from graphmm.modalities.base import ModalitySpec, check_modality_names, load_modalities
 
 
 def _plain(value: Any) -> Any:
@@ -125,13 +125,8 @@ class MultimodalGraphBuilder:
         cross: CrossModalBuilder | bool | None = True,
         **modalities: Any,
     ) -> None:
+        check_modality_names(modalities, "MultimodalGraphBuilder")
         specs = load_modalities()
-        unknown = sorted(set(modalities) - set(specs))
-        if unknown:
-            raise TypeError(
-                f"MultimodalGraphBuilder got unknown modality {unknown}; registered: {list(specs)} "
-                "(graphmm.modalities.register_modality adds one)"
-            )
         # a modality not named is on when it registered default_on (text, image, audio)
         given = {"text": text, "image": image, "audio": audio, **modalities}
         self.builders: dict[str, Any] = {}

@@ -27,7 +27,7 @@ import importlib
 import logging
 import pkgutil
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ModalityBuilder",
+    "check_modality_names",
     "ModalitySpec",
     "NodeEncoder",
     "get_modality",
@@ -223,6 +224,18 @@ def unregister_modality(name: str) -> None:
     with _LOCK:
         _REGISTRY.pop(name, None)
         _ORDERED = None
+
+
+def check_modality_names(names: Iterable[str], who: str) -> None:
+    """``TypeError`` naming every one of ``names`` that is not a registered modality
+    (``who`` says what received them: ``Sample``, ``MultimodalGraphBuilder``)."""
+    known = list(load_modalities())
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise TypeError(
+            f"{who} got unknown modality {unknown}; registered modalities: {known} "
+            "(graphmm.modalities.register_modality adds one)"
+        )
 
 
 def list_modalities() -> list[str]:
