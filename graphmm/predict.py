@@ -1,6 +1,6 @@
-"""Predict with a trained model: ``python -m graphmm.predict ckpt_path=... input.image=...``.
-
-The command line is a thin wrapper over plain functions:
+"""Predict with a trained model, from Python; the command line
+(``python -m graphmm predict ckpt_path=... input.image=...``, also
+``python -m graphmm.predict``) is :mod:`graphmm.cli.predict`, a thin Hydra app over:
 
 * :func:`load_predictor` rebuilds the model, the graph builder (vocabulary, image
   size and channels, audio statistics) and the config from a checkpoint;
@@ -9,12 +9,6 @@ The command line is a thin wrapper over plain functions:
   :meth:`Predictor.sample_from_files` reads inputs from files;
 * :func:`explain` and :func:`write_explanation` turn a GAT model's attention into
   a patch heatmap, an attention curve over the spectrogram and a per-relation table.
-
-Command line (``key=value`` arguments, as Hydra overrides)::
-
-    python -m graphmm.predict ckpt_path=outputs/run/checkpoints/best.pt \\
-        input.image=digit.png input.audio=tone.wav input.text="a handwritten seven" \\
-        top_k=3 output=json explain=true explain_dir=explain/
 
 From Python::
 
@@ -29,12 +23,8 @@ From Python::
 from __future__ import annotations
 
 import csv
-import dataclasses
-import json
 import os
 import sys
-import types
-import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,14 +42,11 @@ from graphmm.modalities import list_modalities
 
 __all__ = [
     "Explanation",
-    "PredictArgs",
     "Predictor",
     "UsageError",
     "class_names_for",
     "explain",
     "load_predictor",
-    "main",
-    "parse_key_values",
     "received_attention",
     "relation_summary",
     "top_k",
@@ -316,7 +303,7 @@ def load_predictor(ckpt_path: PathLike, device: str | torch.device = "cpu") -> P
     from omegaconf import OmegaConf
 
     from graphmm.tasks import make_task
-    from graphmm.train import build_model
+    from graphmm.tasks import build_model
     from graphmm.utils import load_checkpoint, resolve_device
 
     path = _resolve_ckpt(ckpt_path)
@@ -656,296 +643,8 @@ def write_explanation(expl: Explanation, sample: Sample, predictor: Predictor, o
     return written
 
 
-# ---------------------------------------------------------------------- command line
-def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
-    args = typing.get_args(tp)
-    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
-        rest = [a for a in args if a is not type(None)]
-        return rest[0], True
-    return tp, False
-
-
-def _convert(key: str, raw: str, tp: Any) -> Any:
-    base, optional = _unwrap_optional(tp)
-    if optional and raw.strip().lower() in ("null", "none", "~"):
-        return None
-    if base is bool:
-        low = raw.strip().lower()
-        if low in ("true", "1", "yes", "on"):
-            return True
-        if low in ("false", "0", "no", "off"):
-            return False
-        raise UsageError(f"{key}={raw!r}: expected true or false")
-    if base is int:
-        try:
-            return int(raw)
-        except ValueError:
-            raise UsageError(f"{key}={raw!r}: expected an integer") from None
-    return raw  # strings stay verbatim: text may contain any character
-
-
-def parse_key_values(argv: Sequence[str], schema: type) -> Any:
-    """Parse ``key=value`` arguments (Hydra override style) into a dataclass.
-
-    Nested keys use dots (``input.image=x.png`` sets ``schema.input.image``). Strings
-    are taken verbatim, so ``input.text="it's 7: seven"`` needs only shell quoting;
-    ``null`` sets an optional value to ``None``; ``+key`` is accepted as ``key``.
-
-    Args:
-        argv: The arguments, e.g. ``sys.argv[1:]``.
-        schema: A dataclass whose fields (and nested dataclass fields) have
-            defaults.
-
-    Returns:
-        An instance of ``schema``.
-
-    Raises:
-        UsageError: An argument without ``=``, an unknown key or a bad value.
-    """
-    obj = schema()
-    hints_cache: dict[type, dict[str, Any]] = {}
-
-    def hints(cls: type) -> dict[str, Any]:
-        if cls not in hints_cache:
-            hints_cache[cls] = typing.get_type_hints(cls)
-        return hints_cache[cls]
-
-    def known(cls: type, prefix: str = "") -> list[str]:
-        out = []
-        for f in dataclasses.fields(cls):
-            tp = hints(cls)[f.name]
-            out += known(tp, f"{prefix}{f.name}.") if dataclasses.is_dataclass(tp) else [prefix + f.name]
-        return out
-
-    for arg in argv:
-        if "=" not in arg:
-            raise UsageError(f"argument {arg!r} is not key=value; known keys: {', '.join(known(schema))}")
-        key, raw = arg.split("=", 1)
-        key = key.strip().lstrip("+")
-        target, cls, parts = obj, schema, key.split(".")
-        for i, part in enumerate(parts):
-            names = {f.name for f in dataclasses.fields(cls)}
-            if cls is InputArgs and i == len(parts) - 1 and part not in names and part in list_modalities():
-                target.files[part] = raw  # another registered modality's file
-                break
-            if part not in names:
-                raise UsageError(f"unknown key {key!r}; known keys: {', '.join(known(schema))}")
-            tp = hints(cls)[part]
-            if i < len(parts) - 1:
-                if not dataclasses.is_dataclass(tp):
-                    raise UsageError(f"unknown key {key!r}; known keys: {', '.join(known(schema))}")
-                target, cls = getattr(target, part), tp
-            elif dataclasses.is_dataclass(tp):
-                raise UsageError(f"{key} is a group; set one of its keys, e.g. {key}.{dataclasses.fields(tp)[0].name}=...")
-            else:
-                setattr(target, part, _convert(key, raw, tp))
-    return obj
-
-
-@dataclass
-class InputArgs:
-    """Input files and text (``input.image``, ``input.audio``, ``input.text`` or
-    ``input.text_file``, a UTF-8 file, for texts too long for a command line)."""
-
-    image: str | None = None
-    audio: str | None = None
-    text: str | None = None
-    text_file: str | None = None
-    #: files of any other registered modality, ``input.<modality>=PATH`` (e.g. ``input.video=clip.npy``)
-    files: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class PredictArgs:
-    """Arguments of ``python -m graphmm.predict``.
-
-    Attributes:
-        ckpt_path: ``best.pt`` of a training run (or the run folder). Required.
-        input: The inputs; at least one is required.
-        top_k: How many classes to list. Default: ``5``.
-        beam_width: Beam of a generation model. Default: ``None`` (the run's).
-        output: ``"text"`` (a table) or ``"json"``. Default: ``"text"``.
-        explain: Write attention plots (GAT models only). Default: ``False``.
-        explain_dir: Where to write them. Default: ``explain/`` beside the checkpoint.
-    """
-
-    ckpt_path: str | None = None
-    input: InputArgs = field(default_factory=InputArgs)
-    top_k: int = 5
-    beam_width: int | None = None
-    output: str = "text"
-    explain: bool = False
-    explain_dir: str | None = None
-
-
-USAGE = """usage: python -m graphmm.predict ckpt_path=RUN/checkpoints/best.pt [input.image=IMG] [input.audio=WAV]
-                                [input.text="..." | input.text_file=TXT] [input.<modality>=FILE]
-                                [top_k=5] [beam_width=N]
-                                [output=text|json] [explain=false]
-                                [explain_dir=DIR]
-
-Predict the class of one multimodal input with a trained model, or generate its text with
-a generation model (e.g. a digits_seq run): the image is resized to the training image
-size (a generation model keeps the width of an image strip) and converted to its
-channels, the audio resampled to the builder's rate; any other modality the model reads
-takes a file the same way (input.video=clip.npy, or a folder of PNG frames). explain=true (GAT classifiers)
-writes attention plots and a per-relation table. An input without signal (silent audio,
-empty or all-unknown text, a constant image) is reported under "warnings"."""
-
-
-def run(args: PredictArgs) -> dict[str, Any]:
-    """Do what the command line asks; returns the JSON-ready result.
-
-    Raises:
-        UsageError, FileNotFoundError, ValueError, RuntimeError: with one-line messages.
-    """
-    if args.ckpt_path is None:
-        raise UsageError("ckpt_path is required, e.g. ckpt_path=outputs/<run>/checkpoints/best.pt")
-    if args.output not in ("text", "json"):
-        raise UsageError(f"output={args.output!r}: use output=text or output=json")
-    if args.top_k < 1:
-        raise UsageError(f"top_k={args.top_k}: must be >= 1")
-    inp = args.input
-    if inp.text is not None and inp.text_file is not None:
-        raise UsageError("give input.text or input.text_file, not both")
-    if inp.image is None and inp.audio is None and inp.text is None and inp.text_file is None and not inp.files:
-        raise UsageError(
-            "give at least one input: input.image=<png|jpg>, input.audio=<wav>, input.text=\"...\" "
-            "or input.text_file=<txt>"
-        )
-    text = read_text(inp.text_file) if inp.text_file is not None else inp.text
-    predictor = load_predictor(args.ckpt_path)
-    if args.explain and predictor.task != "classification":
-        raise UsageError("explain=true explains classifiers; this checkpoint holds a generation model")
-    gnn = getattr(predictor.model, "gnn", None)
-    if args.explain and gnn is None:
-        raise UsageError(
-            f"explain=true needs a graph attention model, but this checkpoint holds a "
-            f"{type(predictor.model).__name__}, which has no graph; train model=hetero_gnn model.conv=gat"
-        )
-    if args.explain and not gnn.supports_attention:
-        raise UsageError(
-            f"explain=true needs a graph attention model, but this checkpoint uses conv={gnn.conv!r}; "
-            f"train with model.conv=gat or drop explain=true"
-        )
-    sample = predictor.sample_from_files(image=inp.image, audio=inp.audio, text=text, **inp.files)
-    result: dict[str, Any] = {
-        "checkpoint": str(predictor.ckpt_path),
-        "epoch": predictor.epoch,
-        "inputs": {
-            "image": inp.image,
-            "image_shape": list(sample.image.shape) if sample.image is not None else None,
-            "audio": inp.audio,
-            "audio_seconds": (sample.audio.numel() / sample.sample_rate) if sample.audio is not None else None,
-            "sample_rate": sample.sample_rate,
-            "text": inp.text,
-            "text_file": inp.text_file,
-            "text_chars": len(text) if text is not None else None,
-            **{name: path for name, path in inp.files.items()},
-            **{f"{name}_shape": list(sample.inputs[name].shape) for name in inp.files
-               if isinstance(sample.inputs.get(name), torch.Tensor)},
-        },
-        "warnings": predictor.input_warnings(sample),
-    }
-    if predictor.task == "generation":
-        if args.beam_width is not None and args.beam_width < 1:
-            raise UsageError(f"beam_width={args.beam_width}: must be >= 1")
-        result["generated"] = predictor.generate([sample], beam_width=args.beam_width)[0]
-        result["beam_width"] = args.beam_width or predictor.beam_width
-        return result
-    probs = predictor.predict([sample])[0]
-    result.update(
-        top_k=top_k(probs[None], args.top_k, predictor.class_names)[0],
-        probs=[float(p) for p in probs],
-        class_names=predictor.class_names,
-    )
-    if args.explain:
-        out_dir = Path(args.explain_dir) if args.explain_dir else predictor.ckpt_path.parent / "explain"
-        expl = explain(predictor, sample)
-        files = write_explanation(expl, sample, predictor, out_dir)
-        result["explain"] = {
-            "dir": str(out_dir),
-            "files": {k: str(v) for k, v in files.items()},
-            "patch_route": expl.patch_route,
-            "frame_route": expl.frame_route,
-            "relations": expl.relations,
-        }
-    return result
-
-
-def format_text(result: dict[str, Any]) -> str:
-    """The human-readable table printed by ``output=text``."""
-    inp = result["inputs"]
-    parts = []
-    if inp["image"] is not None:
-        parts.append(f"image {inp['image']} ({'x'.join(map(str, inp['image_shape']))})")
-    if inp["audio"] is not None:
-        parts.append(f"audio {inp['audio']} ({inp['audio_seconds']:.2f} s at {inp['sample_rate']} Hz)")
-    if inp["text"] is not None:
-        parts.append(f"text {inp['text']!r}")
-    if inp.get("text_file") is not None:
-        parts.append(f"text file {inp['text_file']} ({inp['text_chars']} characters)")
-    for key in [k for k in inp if k.endswith("_shape") and k != "image_shape"]:
-        name = key[: -len("_shape")]
-        parts.append(f"{name} {inp.get(name)} ({'x'.join(map(str, inp[key]))})")
-    lines = [f"checkpoint: {result['checkpoint']} (epoch {result['epoch']})", "inputs: " + "; ".join(parts)]
-    lines += [f"warning: {w}" for w in result.get("warnings", [])] + [""]
-    if "generated" in result:
-        return "\n".join([*lines, f"generated (beam {result['beam_width']}): {result['generated']}"])
-    width = max(len("class"), *(len(r["name"]) for r in result["top_k"]))
-    lines.append(f"{'rank':>4}  {'class':<{width}}  {'prob':>7}")
-    for r in result["top_k"]:
-        lines.append(f"{r['rank']:>4}  {r['name']:<{width}}  {r['prob']:>7.4f}")
-    if "explain" in result:
-        e = result["explain"]
-        lines += ["", f"attention plots in {e['dir']} (patch route: {e['patch_route']}, frame route: {e['frame_route']})"]
-        lines += [f"  {name}" for name in e["files"]]
-        top = e["relations"][:3]
-        if top:
-            lines.append("most attention mass: " + ", ".join(f"{r['relation']} ({r['share']:.0%})" for r in top))
-    return "\n".join(lines)
-
-
-def cli(argv: Sequence[str] | None, schema: type, usage: str, body: Callable[[Any], int], prog: str) -> int:
-    """Shared command-line driver: parse, run ``body``, print errors as one line.
-
-    Returns the exit code: 0 on success, 2 for a usage error, 1 for any other
-    failure (missing or unreadable file, bad checkpoint).
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help", "help") for a in argv):
-        print(usage)
-        return 0
-    try:
-        args = parse_key_values(argv, schema)
-        return body(args)
-    except UsageError as err:
-        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError, RuntimeError, KeyError, OSError) as err:
-        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
-        return 1
-
-
-def _one_line(err: BaseException) -> str:
-    msg = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    return " ".join(msg.split()) or type(err).__name__
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m graphmm.predict key=value ...``; returns the exit code."""
-    os.environ.setdefault("MPLBACKEND", "Agg")
-
-    def body(args: PredictArgs) -> int:
-        result = run(args)
-        if args.output == "json":
-            print(json.dumps(result, indent=2))
-        else:
-            print(format_text(result))
-        return 0
-
-    return cli(argv, PredictArgs, USAGE, body, prog="graphmm.predict")
-
-
 if __name__ == "__main__":
+    # `python -m graphmm.predict`: the command lives in graphmm.cli.predict
+    from graphmm.cli.predict import main
+
     sys.exit(main())

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import inspect
 import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,7 @@ from typing import Any, TypeVar
 import dgl
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from torchmetrics.text import BLEUScore, CharErrorRate, WordErrorRate
@@ -46,7 +48,7 @@ from graphmm.progress import progress_bar
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ClassificationTask", "GenerationTask", "Task", "get_task", "list_tasks", "make_task", "register_task",
+    "ClassificationTask", "GenerationTask", "Task", "build_model", "get_task", "list_tasks", "make_task", "register_task",
     "sequence_metrics", "task_class", "LOWER_IS_BETTER",
 ]
 
@@ -248,6 +250,43 @@ class ClassificationTask(Task):
 
         y_true = torch.tensor([s.label for s in samples])
         write_classification_artefacts(out, history, y_true, predictions, class_names=self.class_names)
+
+
+def build_model(
+    model_cfg: DictConfig, builder: MultimodalGraphBuilder, num_classes: int | None = None, **data_kwargs: Any
+) -> torch.nn.Module:
+    """Instantiate ``model_cfg`` with the sizes the builder and the data dictate.
+
+    Args:
+        model_cfg: The ``model`` config.
+        builder: The fitted graph builder (node input sizes, relations).
+        num_classes: Classes, for a classifier.
+        **data_kwargs: Other sizes from the data, e.g. ``vocab_size`` and ``max_len``
+            of a generator (see :meth:`graphmm.tasks.Task.model_kwargs`).
+    """
+    from hydra.utils import get_class, instantiate
+
+    from graphmm.config import to_container
+
+    kwargs = to_container(model_cfg)
+    # the task and the keys it reads (targets, decoding) configure the run, not the module
+    for key in ("task", *task_class(kwargs.get("task", "classification")).config_keys):
+        kwargs.pop(key, None)
+    heads = kwargs.pop("heads")
+    conv_kwargs = dict(kwargs.pop("conv_kwargs") or {})
+    if kwargs["conv"] == "gat":
+        conv_kwargs.setdefault("heads", heads)
+    if "heads" in inspect.signature(get_class(kwargs["_target_"])).parameters:
+        kwargs["heads"] = heads  # a model with attention of its own (the sequence baseline)
+    if num_classes is not None:
+        data_kwargs["num_classes"] = num_classes
+    return instantiate(
+        kwargs,
+        in_dims=builder.in_dims,
+        canonical_etypes=builder.canonical_etypes,
+        conv_kwargs=conv_kwargs,
+        **data_kwargs,
+    )
 
 
 @torch.no_grad()

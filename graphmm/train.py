@@ -1,15 +1,14 @@
-"""Training entry point: ``python -m graphmm.train [overrides]``.
+"""Training: ``python -m graphmm.train [overrides]`` (or ``python -m graphmm train``).
 
 :func:`train` is a plain function of a composed config, used by the command line,
 by tests and by benchmarks alike; :func:`fit` also returns the trained objects
-(:class:`TrainedRun`); :func:`main` is the thin Hydra wrapper. The loop itself is a
+(:class:`TrainedRun`); the thin Hydra wrapper is :mod:`graphmm.cli.train`. The loop itself is a
 :class:`graphmm.engine.Engine` that :func:`build_engine` composes from the config.
 """
 
 from __future__ import annotations
 
 import csv
-import inspect
 import logging
 import os
 import shlex
@@ -21,11 +20,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm  # the type of progress_bar()'s bars
@@ -55,7 +53,7 @@ from graphmm.runstate import (
     load_resume_state,
     rebuild_scheduler,
 )
-from graphmm.tasks import ClassificationTask, Task, make_task, task_class
+from graphmm.tasks import ClassificationTask, Task, build_model, make_task, task_class
 from graphmm.utils import remove_orphaned_temp_files, resolve_device, seed_everything, write_json
 
 log = logging.getLogger(__name__)
@@ -138,39 +136,6 @@ def find_resume(
     state, path = found
     changes = check_resume_config(state.get("config"), to_container(cfg), path, force=bool(tcfg.get("resume_force")))
     return state, path, changes
-
-
-def build_model(
-    model_cfg: DictConfig, builder: MultimodalGraphBuilder, num_classes: int | None = None, **data_kwargs: Any
-) -> torch.nn.Module:
-    """Instantiate ``model_cfg`` with the sizes the builder and the data dictate.
-
-    Args:
-        model_cfg: The ``model`` config.
-        builder: The fitted graph builder (node input sizes, relations).
-        num_classes: Classes, for a classifier.
-        **data_kwargs: Other sizes from the data, e.g. ``vocab_size`` and ``max_len``
-            of a generator (see :meth:`graphmm.tasks.Task.model_kwargs`).
-    """
-    kwargs = to_container(model_cfg)
-    # the task and the keys it reads (targets, decoding) configure the run, not the module
-    for key in ("task", *task_class(kwargs.get("task", "classification")).config_keys):
-        kwargs.pop(key, None)
-    heads = kwargs.pop("heads")
-    conv_kwargs = dict(kwargs.pop("conv_kwargs") or {})
-    if kwargs["conv"] == "gat":
-        conv_kwargs.setdefault("heads", heads)
-    if "heads" in inspect.signature(get_class(kwargs["_target_"])).parameters:
-        kwargs["heads"] = heads  # a model with attention of its own (the sequence baseline)
-    if num_classes is not None:
-        data_kwargs["num_classes"] = num_classes
-    return instantiate(
-        kwargs,
-        in_dims=builder.in_dims,
-        canonical_etypes=builder.canonical_etypes,
-        conv_kwargs=conv_kwargs,
-        **data_kwargs,
-    )
 
 
 def load_splits(data_cfg: DictConfig) -> tuple[dict[str, list[Sample]], str]:
@@ -699,31 +664,8 @@ def describe_run(cfg: DictConfig, choices: Mapping[str, Any] | None = None) -> s
             + f" -> {output_dir(cfg)}")
 
 
-@hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float:
-    """Hydra wrapper; returns the monitored validation metric, so that sweepers tune
-    on validation and never on test.
-
-    It logs one INFO line naming the run (:func:`describe_run`); the whole composed
-    config goes to DEBUG (``hydra.verbose=true``) and is in the run directory's
-    ``.hydra/config.yaml``, so a sweep's log does not repeat it for every job.
-    """
-    log.info("%s", describe_run(cfg, HydraConfig.get().runtime.choices))
-    log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
-    try:
-        metrics = train(cfg)
-    except ConfigError as err:
-        # A config that cannot run is the user's to fix, not a bug: one line, no
-        # traceback. A sweep re-raises so that its summary records the job's error.
-        if HydraConfig.get().mode == RunMode.MULTIRUN or os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        log.error("config error: %s", err)
-        sys.exit(1)
-    shown = [k for k in ("test/acc", "test/f1", "test/exact", "test/wer", "test/cer", "test/bleu", "val/acc",
-                         "val/exact") if k in metrics]
-    print("  ".join([*(f"{k}={metrics[k]:.4f}" for k in shown), f"epochs={metrics['epochs']}"]))
-    return metrics[cfg.trainer.monitor]
-
-
 if __name__ == "__main__":
-    main()
+    # `python -m graphmm.train` (and `torchrun -m graphmm.train`): the command lives in graphmm.cli
+    from graphmm.cli.train import main
+
+    sys.exit(main())

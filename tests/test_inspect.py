@@ -16,8 +16,10 @@ from PIL import Image
 
 from graphmm.data import Sample
 from graphmm.graphs import CrossModalBuilder, ImageGraphBuilder, MultimodalGraphBuilder
-from graphmm.inspect import InspectArgs, draw_sample_graph, graphml_ready, load_sample, main, write_graphml
-from graphmm.predict import InputArgs, UsageError
+from graphmm.cli.inspect_graph import InspectConfig, load_sample, main
+from graphmm.cli.predict import InputConfig
+from graphmm.graphs import draw_sample_graph, graphml_ready, write_graphml
+from graphmm.predict import UsageError
 
 
 def _sample() -> Sample:
@@ -68,15 +70,15 @@ def test_draw_sample_graph_png(tmp_path):
 
 
 def test_load_sample_from_the_dataset_and_from_files(tmp_path):
-    builder, s = load_sample(InspectArgs(split="val", index=2))
+    builder, s = load_sample(InspectConfig(split="val", index=2))
     assert s.id == "digits/val/2" and isinstance(builder, MultimodalGraphBuilder)
     with pytest.raises(UsageError, match="out of range"):
-        load_sample(InspectArgs(split="test", index=10_000))
+        load_sample(InspectConfig(split="test", index=10_000))
     with pytest.raises(UsageError, match="split='dev'"):
-        load_sample(InspectArgs(split="dev"))
+        load_sample(InspectConfig(split="dev"))
     Image.fromarray(np.zeros((12, 16, 3), dtype=np.uint8)).save(tmp_path / "x.png")
     sf.write(tmp_path / "x.wav", np.zeros((4000, 2), dtype=np.float32), 16000)
-    args = InspectArgs(input=InputArgs(image=str(tmp_path / "x.png"), audio=str(tmp_path / "x.wav"), text="hi"))
+    args = InspectConfig(input=InputConfig(image=str(tmp_path / "x.png"), audio=str(tmp_path / "x.wav"), text="hi"))
     builder, s = load_sample(args)
     assert s.image.shape == (3, 12, 16) and s.sample_rate == 8000 and s.audio.shape == (2000,)
     assert builder(s).num_nodes("frame") > 0
@@ -89,13 +91,15 @@ def test_cli_errors(tmp_path, capsys):
     assert err.startswith("graphmm.inspect: error: ") and "broken.png" in err and err.count("\n") == 1
     assert main([f"ckpt_path={tmp_path / 'none.pt'}"]) == 1
     assert "none.pt' does not exist" in capsys.readouterr().err
-    assert main(["idx=3"]) == 2
-    assert "unknown key 'idx'" in capsys.readouterr().err
+    assert main(["idx=3"]) == 1  # Hydra's message, naming the key
+    assert "Key 'idx' not in 'InspectConfig'" in capsys.readouterr().err
+    assert main(["split=dev"]) == 2
+    assert capsys.readouterr().err == "graphmm.inspect: error: split='dev': choose one of ['test', 'train', 'val']\n"
 
 
 def test_cli_in_a_subprocess(tmp_path):
     env = {**os.environ, "DGLBACKEND": "pytorch"}
-    cmd = [sys.executable, "-m", "graphmm.inspect", "split=test", "index=3", f"out={tmp_path / 'g.png'}",
+    cmd = [sys.executable, "-m", "graphmm", "inspect", "split=test", "index=3", f"out={tmp_path / 'g.png'}",
            f"graphml={tmp_path / 'g.graphml'}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr

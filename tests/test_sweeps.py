@@ -155,7 +155,7 @@ def test_a_run_logged_to_files_has_no_bars_and_starts_with_one_line(tmp_path):
     for text in (log, err):
         assert "\x1b[A" not in text and "\r" not in text and "%|" not in text, text[-2000:]
     assert "epoch 0: train/loss=" in log  # one line per epoch instead
-    start = [line for line in log.splitlines() if "][__main__][INFO] - run digits:" in line]
+    start = [line for line in log.splitlines() if "][graphmm.train][INFO] - run digits:" in line]
     assert len(start) == 1 and "data=digits model=hetero_gnn(conv=gat" in start[0] and str(run) in start[0]
     # the composed config is in the run directory, not in the log
     assert "_target_: graphmm.data.load_digits" not in log

@@ -343,7 +343,7 @@ def test_inspect_draws_a_video_sample(video_run, tmp_path):
 
     import networkx as nx
 
-    from graphmm.inspect import main
+    from graphmm.cli.inspect_graph import main
 
     out, _, _ = video_run
     png, graphml = tmp_path / "g.png", tmp_path / "g.graphml"

@@ -8,7 +8,7 @@ Importable on its own (no Hydra needed)::
 from graphmm.graphs.audio import AudioGraphBuilder
 from graphmm.graphs.builder import MultimodalGraphBuilder
 from graphmm.graphs.cross import CrossModalBuilder, modality_ntypes, summary_ids
-from graphmm.graphs.export import to_networkx
+from graphmm.graphs.export import draw_sample_graph, graphml_ready, to_networkx, write_graphml
 from graphmm.graphs.image import ImageGraphBuilder
 from graphmm.graphs.text import TextGraphBuilder, Vocab, tokenize
 
@@ -19,8 +19,11 @@ __all__ = [
     "MultimodalGraphBuilder",
     "TextGraphBuilder",
     "Vocab",
+    "draw_sample_graph",
+    "graphml_ready",
     "modality_ntypes",
     "summary_ids",
     "to_networkx",
     "tokenize",
+    "write_graphml",
 ]
