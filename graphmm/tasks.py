@@ -36,8 +36,6 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
-from torchmetrics.text import BLEUScore, CharErrorRate, WordErrorRate
 
 from graphmm.data.sample import Sample
 from graphmm.ddp import DistContext
@@ -330,6 +328,10 @@ def evaluate_classifier(
     logits, y = torch.cat([p[1] for p in parts])[order], torch.cat([p[2] for p in parts])[order]
     if len(y) == 0:
         raise ValueError("cannot evaluate on an empty split")
+    # torchmetrics is imported where it is used: its package import takes seconds
+    # (torchvision, scipy), which a prediction never needs
+    from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
     acc = MulticlassAccuracy(num_classes=num_classes, average="micro")(logits, y)
     f1 = MulticlassF1Score(num_classes=num_classes, average="macro")(logits, y)
     metrics = {"loss": sum(p[3] for p in parts) / len(y), "acc": float(acc), "f1": float(f1)}
@@ -372,6 +374,8 @@ def sequence_metrics(predictions: Sequence[str], references: Sequence[str]) -> d
     if len(predictions) != len(references) or not references:
         raise ValueError(f"need as many predictions as references (> 0), got {len(predictions)} and {len(references)}")
     preds, refs = list(predictions), list(references)
+    from torchmetrics.text import BLEUScore, CharErrorRate, WordErrorRate
+
     return {
         "wer": float(WordErrorRate()(preds, refs)),
         "cer": float(CharErrorRate()(preds, refs)),

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dgl
-import networkx as nx
 import torch
 
-if TYPE_CHECKING:  # the builder imports this module's package
+if TYPE_CHECKING:  # the builder imports this module's package; networkx only where used
+    import networkx as nx
+
     from graphmm.data import Sample
     from graphmm.graphs.builder import MultimodalGraphBuilder
 
@@ -40,6 +41,8 @@ def to_networkx(g: dgl.DGLGraph, node_attrs: bool = True) -> nx.MultiDiGraph:
     With ``node_attrs`` the scalar or 2-vector node data (``pos``, ``rc``, ``time``,
     ``token``, ...) is copied too.
     """
+    import networkx as nx
+
     out = nx.MultiDiGraph()
     for nt in g.ntypes:
         n = g.num_nodes(nt)
@@ -92,6 +95,8 @@ def graphml_ready(g: dgl.DGLGraph) -> nx.MultiDiGraph:
             return v.item()
         return str(v)
 
+    import networkx as nx
+
     out = nx.MultiDiGraph()
     out.add_nodes_from((f"{n[0]}:{n[1]}", {k: clean(v) for k, v in a.items()}) for n, a in src.nodes(data=True))
     out.add_edges_from(
@@ -105,6 +110,8 @@ def write_graphml(g: dgl.DGLGraph, path: PathLike) -> Path:
     reads it back with the same nodes, edges and attributes."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    import networkx as nx
+
     nx.write_graphml(graphml_ready(g), p)
     return p
 
