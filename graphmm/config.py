@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING, DictConfig, OmegaConf
 
+from graphmm.data.augment import augment_schema
 from graphmm.data.io import MAX_IMAGE_PIXELS
 from graphmm.data.digits import DigitsConfig
 from graphmm.data.sequences import DigitSeqConfig
@@ -249,6 +250,10 @@ class OptimizerConf:
     weight_decay: float = 0.1
 
 
+#: ``trainer.augment``: one block per modality with a registered augmentation, all off
+AugmentConf = augment_schema()
+
+
 @dataclass
 class TrainerConf:
     """``trainer``: the training run. These are the defaults ``python -m graphmm.train``
@@ -266,6 +271,8 @@ class TrainerConf:
     cache_dir: Optional[str] = None
     grad_clip: Optional[float] = 1.0
     modality_dropout: float = 0.3
+    # training-time augmentation per modality (graphmm.data.augment); every setting 0: off
+    augment: AugmentConf = field(default_factory=AugmentConf)  # type: ignore[valid-type]
     ema_decay: Optional[float] = None
     label_smoothing: float = 0.0
     checkpoint_every_n_steps: Optional[int] = None
@@ -466,6 +473,13 @@ def _check_trainer(t: DictConfig, monitors: list[str], task_name: str) -> None:
     for key in ("max_epochs", "batch_size", "eval_batch_size"):
         if t[key] < 1:
             raise ConfigError(f"trainer.{key} must be >= 1, got {t[key]}")
+    if t.get("augment") is not None:
+        from graphmm.data.augment import Augmentations
+
+        try:
+            Augmentations.from_config(OmegaConf.to_container(t.augment, resolve=True))
+        except (KeyError, ValueError) as err:
+            raise ConfigError(f"trainer.{str(err).strip(chr(34) + chr(39))}") from None
 
 
 def _check_required_data_keys(data: DictConfig) -> None:

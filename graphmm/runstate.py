@@ -89,10 +89,15 @@ class EpochSampler(Sampler[tuple[int, int]]):
 class EpochView(Dataset):
     """Samples addressed by ``(epoch, index)``; modality dropout, when on, draws from a
     generator seeded by ``(seed, epoch, index)``, so it is the same whichever worker
-    builds the batch and whether or not the run was resumed."""
+    builds the batch and whether or not the run was resumed; with ``augment_seeds`` each
+    sample also carries the seed its batch's augmentation draws from."""
 
-    def __init__(self, samples: Sequence[Sample], seed: int, drop: ModalityDropout | None = None) -> None:
+    def __init__(
+        self, samples: Sequence[Sample], seed: int, drop: ModalityDropout | None = None, augment_seeds: bool = False
+    ) -> None:
         self.samples, self.seed, self.drop = list(samples), seed, drop
+        #: tag each sample with an augmentation seed from (seed, epoch, index) (graphmm.data.augment)
+        self.augment_seeds = augment_seeds
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -102,6 +107,10 @@ class EpochView(Dataset):
         s = self.samples[i]
         if self.drop is not None:
             s = self.drop(s, torch.Generator().manual_seed(_mix(self.seed, epoch, i)))
+        if self.augment_seeds:
+            from graphmm.data.augment import with_seed
+
+            s = with_seed(s, _mix(self.seed, epoch, i, 1))  # 1: not the modality-dropout stream
         return s
 
 

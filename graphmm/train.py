@@ -30,6 +30,7 @@ from tqdm.auto import tqdm  # the type of progress_bar()'s bars
 
 from graphmm.config import CONF_DIR, ConfigError, check_writable, to_container, validate_config
 from graphmm.data import ModalityDropout, Sample
+from graphmm.data.augment import Augmentations
 from graphmm.ddp import DistContext, init_distributed
 from graphmm.engine import (
     Callback,
@@ -159,12 +160,15 @@ def make_loader(
     modality_dropout: float = 0.0,
     collate_fn: Any = None,
     ctx: DistContext | None = None,
+    augment_seeds: bool = False,
 ) -> DataLoader:
     """A DataLoader whose workers build the batched graphs (``builder.collate``).
 
     Its sampler is an :class:`~graphmm.runstate.EpochSampler`: call
     ``loader.sampler.set_epoch(epoch, skip)`` before each epoch. The order and the
-    modality dropout depend only on ``(seed, epoch, index)``. ``collate_fn`` defaults
+    modality dropout depend only on ``(seed, epoch, index)``, and so does the augmentation
+    of a builder made by :meth:`~graphmm.graphs.MultimodalGraphBuilder.with_augment`
+    (``augment_seeds=True`` gives each sample its seed). ``collate_fn`` defaults
     to ``builder.collate`` (graphs and labels); see :meth:`graphmm.tasks.Task.collate`.
 
     Under DDP (``ctx``) each process gets its share (:class:`~graphmm.runstate.EpochSampler`):
@@ -179,7 +183,7 @@ def make_loader(
             f"{ctx.world_size} processes"
         )
     return DataLoader(
-        EpochView(samples, seed, drop),
+        EpochView(samples, seed, drop, augment_seeds=augment_seeds),
         batch_size=batch_size // ctx.world_size if shuffle else batch_size,
         sampler=EpochSampler(len(samples), seed, shuffle=shuffle, batch_size=batch_size if shuffle else None,
                              rank=ctx.rank, world_size=ctx.world_size),
@@ -489,9 +493,13 @@ def build_engine(
     collate = task.collate(builder)
     evaluation = partial(make_loader, builder=builder, batch_size=tcfg.eval_batch_size, shuffle=False,
                          num_workers=tcfg.num_workers, seed=cfg.seed, collate_fn=collate, ctx=ctx)
+    augment = Augmentations.from_config(to_container(tcfg.augment)) if tcfg.get("augment") is not None else None
+    if augment is not None:
+        log.info("augment (training batches only): %s", augment)
+    train_builder = builder.with_augment(augment) if augment is not None else builder
     loaders = {
-        "train": make_loader(data.splits["train"], builder, tcfg.batch_size, True, tcfg.num_workers, cfg.seed,
-                             tcfg.modality_dropout, collate, ctx),
+        "train": make_loader(data.splits["train"], train_builder, tcfg.batch_size, True, tcfg.num_workers, cfg.seed,
+                             tcfg.modality_dropout, task.collate(train_builder), ctx, augment_seeds=augment is not None),
         "val": evaluation(data.splits["val"]),
         "test": evaluation(data.splits["test"]),
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -140,6 +142,8 @@ class MultimodalGraphBuilder:
         self._cache_root: str | None = None
         self._cache_parts: Any = ()
         self._caches: dict[str, FeatureCache] = {}
+        #: training-time augmentation used by :meth:`batch` when none is passed (see :meth:`with_augment`)
+        self._augment: Any = None
         on = self.node_types_of_modalities
         if not on:
             raise ValueError(f"every modality builder is off; enable at least one of {list(specs)}")
@@ -310,9 +314,22 @@ class MultimodalGraphBuilder:
             parts = ["MultimodalGraphBuilder", nt, builder_cache_key(b), self._cache_parts]
             self._caches[nt] = FeatureCache(self._cache_root, parts)
 
-    def _build_modality(self, nt: str, builder: Any, inputs: list[Any]) -> NodeBlock:
+    def with_augment(self, augment: Any) -> MultimodalGraphBuilder:
+        """A shallow copy whose :meth:`batch` and :meth:`collate` augment every batch.
+
+        The copy shares the fitted modality builders (vocabulary, statistics), so the
+        training loader augments while validation and test use this builder as it is.
+
+        Args:
+            augment: A :class:`graphmm.data.augment.Augmentations`, or ``None`` for none.
+        """
+        out = copy.copy(self)
+        out._augment = augment
+        return out
+
+    def _build_modality(self, nt: str, builder: Any, inputs: list[Any], use_cache: bool = True) -> NodeBlock:
         """``builder.build(inputs)``, reading and filling the cache per input when on."""
-        cache = self._caches.get(nt)
+        cache = self._caches.get(nt) if use_cache else None
         if cache is None or not inputs:
             return builder.build(inputs)
         keys = [fingerprint(x) for x in inputs]
@@ -377,16 +394,35 @@ class MultimodalGraphBuilder:
         """The graph of one sample (a batch of one)."""
         return self.batch([sample])
 
-    def build_tensors(self, samples: Sequence[Sample]) -> GraphTensors:
+    def build_tensors(
+        self, samples: Sequence[Sample], augment: Any = None, generator: torch.Generator | None = None
+    ) -> GraphTensors:
         """The batch graph of ``samples`` as plain tensors (see :class:`GraphTensors`):
-        everything :meth:`batch` computes, without the DGL graph object."""
+        everything :meth:`batch` computes, without the DGL graph object.
+
+        With ``augment`` (:class:`graphmm.data.augment.Augmentations`) each modality's
+        checked inputs go through its ``raw`` hook before building (such inputs skip the
+        feature cache, which holds unaugmented features) and its node block through its
+        ``nodes`` hook after; all draws come from ``generator`` (default: one seeded by
+        the samples' augmentation seeds, see :func:`graphmm.data.augment.batch_generator`).
+        """
         checked = self.validate_batch(samples)
         bsz = len(samples)
+        if augment is not None and generator is None:
+            from graphmm.data.augment import batch_generator
+
+            generator = batch_generator(samples)
         blocks: dict[str, NodeBlock] = {}
         for (key, b), nt in zip(self.builders.items(), self.node_types_of_modalities):
             have = [i for i, c in enumerate(checked) if key in c]
+            values = [checked[i][key] for i in have]
+            raw = augment is not None and augment.changes_raw(key)
             try:
-                block = self._build_modality(nt, b, [checked[i][key] for i in have])
+                if raw:
+                    values = augment.raw(key, values, generator)
+                block = self._build_modality(nt, b, values, use_cache=not raw)
+                if augment is not None:
+                    block = augment.nodes(key, block, generator)
             except ValueError as err:
                 names = ", ".join(samples[i].where(i) for i in have[:8])
                 raise ValueError(f"{err} (batch of {names}{', ...' if len(have) > 8 else ''})") from err
@@ -422,12 +458,17 @@ class MultimodalGraphBuilder:
             batch_num_edges={r: torch.bincount(seg[r[0]][data_dict[r][0]], minlength=bsz) for r in rels},
         )
 
-    def batch(self, samples: Sequence[Sample]) -> dgl.DGLGraph:
+    def batch(
+        self, samples: Sequence[Sample], augment: Any = None, generator: torch.Generator | None = None
+    ) -> dgl.DGLGraph:
         """One batched heterograph for ``samples``, built in one vectorised pass.
 
         Empty text gives zero ``word`` nodes. Modalities whose builder is off are ignored.
+        ``augment`` and ``generator``: see :meth:`build_tensors`; ``augment`` defaults to
+        the one of :meth:`with_augment` (none).
         """
-        t = self.build_tensors(samples)
+        # getattr: a builder unpickled from before augmentation existed has no `_augment`
+        t = self.build_tensors(samples, augment if augment is not None else getattr(self, "_augment", None), generator)
         g = dgl.heterograph(t.edges, num_nodes_dict=t.num_nodes, idtype=torch.int64)
         for nt, data in t.node_data.items():
             for k, v in data.items():
