@@ -534,8 +534,6 @@ def draw_graph(
     Returns:
         The PNG's path.
     """
-    import networkx as nx
-
     from graphmm.graphs import to_networkx
 
     if g.batch_size != 1:
@@ -547,6 +545,26 @@ def draw_graph(
     ax = fig.subplots()
     if image is not None:
         _show_image(ax, image, extent=(0, 1, 0, aspect))
+    handles = _draw_edges(ax, g, nxg, pos, include_reverse)
+    _draw_nodes(ax, nxg, pos, rows)
+    _draw_labels(ax, g, pos, tokens)
+    if "frame" in g.ntypes and g.num_nodes("frame"):
+        _draw_time_axis(ax, g, rows["frame"] - 0.12)
+    ax.set_xlim(-0.1, 1.75)
+    ax.set_ylim(min(rows.values()) - 0.3, aspect + 0.08)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    counts = ", ".join(f"{nt}={g.num_nodes(nt)}" for nt in g.ntypes)
+    ax.set_title(title or f"graph: {counts}", fontsize=10)
+    ax.legend(handles=handles, loc="upper right", fontsize=7, title="relation (edges)", title_fontsize=8,
+              framealpha=0.9)
+    return _save(fig, out_png, dpi)
+
+
+def _draw_edges(ax, g, nxg, pos: dict, include_reverse: bool) -> list[Line2D]:
+    """Draw each relation's edges in its own colour; the legend handles, one per relation."""
+    import networkx as nx
+
     rels = [c for c in g.canonical_etypes if include_reverse or not c[1].startswith("rev_")]
     cmap = matplotlib.colormaps["tab20" if len(rels) > 10 else "tab10"]
     handles = []
@@ -561,6 +579,13 @@ def draw_graph(
             arrowsize=7, node_size=60, connectionstyle=f"arc3,rad={rad}",
         )
         handles.append(Line2D([], [], color=color, lw=2, label=f"{cet} ({len(edges)})"))
+    return handles
+
+
+def _draw_nodes(ax, nxg, pos: dict, rows: dict[str, float]) -> None:
+    """Draw the nodes, one colour and marker per node type (plug-in types get spare colours)."""
+    import networkx as nx
+
     styles = {"word": ("tab:green", "s"), "patch": ("white", "o"), "frame": ("tab:purple", "o"),
               "summary": ("gold", "D")}
     extra_colors = iter(["tab:cyan", "tab:olive", "tab:pink", "tab:brown"])
@@ -570,6 +595,10 @@ def draw_graph(
         if nodes:
             nx.draw_networkx_nodes(nxg, pos, nodelist=nodes, ax=ax, node_color=color, node_shape=marker,
                                    node_size={"summary": 120, "frame": 30}.get(nt, 60), edgecolors="black", linewidths=0.6)
+
+
+def _draw_labels(ax, g, pos: dict, tokens: Sequence[str] | None) -> None:
+    """Write the word tokens under their nodes and name each summary node's modality."""
     labels = {}
     if tokens is not None and "word" in g.ntypes:
         labels.update({("word", i): t for i, t in enumerate(tokens[: g.num_nodes("word")])})
@@ -585,22 +614,15 @@ def draw_graph(
             ax.text(x, y - 0.06, text, ha="center", va="top", fontsize=8, rotation=30)
         else:
             ax.text(x + 0.03, y, text, ha="left", va="center", fontsize=8)
-    if "frame" in g.ntypes and g.num_nodes("frame"):
-        times = g.nodes["frame"].data["time"]
-        tpos = g.nodes["frame"].data["tpos"]
-        # tpos = time / clip duration, so the clip's duration is the ratio of the two
-        dur = float(times[-1] / tpos[-1]) if float(tpos[-1]) > 0 else float(times[-1])
-        y = rows["frame"] - 0.12
-        ax.annotate("", xy=(1.0, y), xytext=(0.0, y), arrowprops={"arrowstyle": "->", "lw": 0.8})
-        ax.text(0.0, y - 0.03, "0 s", ha="center", va="top", fontsize=8)
-        ax.text(1.0, y - 0.03, f"{dur:.2f} s", ha="center", va="top", fontsize=8)
-        ax.text(0.5, y - 0.03, "audio frames (time)", ha="center", va="top", fontsize=8)
-    ax.set_xlim(-0.1, 1.75)
-    ax.set_ylim(min(rows.values()) - 0.3, aspect + 0.08)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    counts = ", ".join(f"{nt}={g.num_nodes(nt)}" for nt in g.ntypes)
-    ax.set_title(title or f"graph: {counts}", fontsize=10)
-    ax.legend(handles=handles, loc="upper right", fontsize=7, title="relation (edges)", title_fontsize=8,
-              framealpha=0.9)
-    return _save(fig, out_png, dpi)
+
+
+def _draw_time_axis(ax, g, y: float) -> None:
+    """An arrow from 0 s to the clip's duration at height ``y``, under the audio frames."""
+    times = g.nodes["frame"].data["time"]
+    tpos = g.nodes["frame"].data["tpos"]
+    # tpos = time / clip duration, so the clip's duration is the ratio of the two
+    dur = float(times[-1] / tpos[-1]) if float(tpos[-1]) > 0 else float(times[-1])
+    ax.annotate("", xy=(1.0, y), xytext=(0.0, y), arrowprops={"arrowstyle": "->", "lw": 0.8})
+    ax.text(0.0, y - 0.03, "0 s", ha="center", va="top", fontsize=8)
+    ax.text(1.0, y - 0.03, f"{dur:.2f} s", ha="center", va="top", fontsize=8)
+    ax.text(0.5, y - 0.03, "audio frames (time)", ha="center", va="top", fontsize=8)

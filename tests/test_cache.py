@@ -72,8 +72,54 @@ def test_cache_pickles_without_its_memory(tmp_path):
     cache = FeatureCache(tmp_path, key_parts=1)
     cache.put(fingerprint(0), torch.zeros(1000))
     clone = pickle.loads(pickle.dumps(cache))
-    assert clone._mem == {} and clone.namespace == cache.namespace
+    assert clone._mem == {} and clone.namespace == cache.namespace and clone.stats["writes"] == 0
     assert torch.equal(clone.get(fingerprint(0)), torch.zeros(1000))  # read back from disk
+
+
+def test_cache_fields_and_merge_fill_an_entry_over_time(tmp_path):
+    """What the CLIP builders rely on: an entry is a miss until it holds every field
+    asked for, and a merged put adds fields without losing the old ones (on disk too)."""
+    key = fingerprint("image-1")
+    cache = FeatureCache(tmp_path, key_parts={"layer": -1})
+    cache.put(key, {"tokens": torch.ones(4, 8)})
+    assert cache.get(key, ("tokens",)) is not None
+    assert cache.get(key, ("tokens", "emb")) is None
+    cache.put(key, {"emb": torch.zeros(4, 2)}, merge=True)
+    fresh = FeatureCache(tmp_path, key_parts={"layer": -1}, memory=False)  # a new run, no memory layer
+    got = fresh.get(key, ("tokens", "emb"))
+    assert torch.equal(got["tokens"], torch.ones(4, 8)) and torch.equal(got["emb"], torch.zeros(4, 2))
+    fresh.put(key, {"emb": torch.full((4, 2), 3.0)}, merge=True)  # merges over the disk entry
+    assert set(fresh.get(key)) == {"tokens", "emb"} and float(fresh.get(key)["emb"][0, 0]) == 3.0
+    cache.put(key, {"emb": torch.zeros(1)})  # without merge: replaced
+    assert cache.get(key, ("tokens",)) is None
+    assert cache.info() == {"hits": 1, "misses": 2, "writes": 3, "folder": str(cache.folder), "in_memory": 1}
+
+
+def test_cache_memory_layer_is_bounded_and_can_live_without_disk(tmp_path):
+    cache = FeatureCache(None, key_parts="v", memory_mb=3 * 4096 / 2**20)  # room for three 4 KiB tensors
+    keys = [fingerprint(i) for i in range(5)]
+    for k in keys[:3]:
+        cache.put(k, torch.zeros(1024))
+    assert cache.get(keys[0]) is not None  # now the most recently used
+    cache.put(keys[3], torch.zeros(1024))  # drops keys[1], the least recently used
+    assert keys[1] not in cache and keys[0] in cache and keys[3] in cache
+    cache.put(keys[4], torch.zeros(4096))  # larger than the whole budget: not kept
+    assert keys[4] not in cache and cache._used == 3 * 4096
+    assert cache.folder is None and sorted(cache.keys()) == sorted([keys[2], keys[0], keys[3]])
+    assert repr(cache).startswith("FeatureCache(root=None, namespace=")
+    with pytest.raises(ValueError, match="memory only"):
+        FeatureCache(None, memory=False)
+
+
+def test_cache_stores_views_compactly(tmp_path):
+    """A row of a batch output is stored alone, not with the whole batch behind it."""
+    batch = torch.randn(64, 256)
+    cache = FeatureCache(tmp_path, key_parts=0, memory_mb=1.0)
+    key = fingerprint("row")
+    cache.put(key, {"tokens": batch[3]})
+    assert cache.path(key).stat().st_size < 64 * 256 * 4 // 8
+    assert torch.equal(FeatureCache(tmp_path, key_parts=0).get(key)["tokens"], batch[3])
+    assert cache._used == 256 * 4 and cache.get(key)["tokens"].untyped_storage().nbytes() == 256 * 4
 
 
 # ---------------------------------------------------------------- the builder

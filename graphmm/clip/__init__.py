@@ -39,7 +39,7 @@ _EXPORTS = {
     "resolve_weights": "graphmm.clip.loading",
     "text_config": "graphmm.clip.loading",
     "vision_config": "graphmm.clip.loading",
-    "FeatureCache": "graphmm.clip.cache",
+    "FeatureCache": "graphmm.cache",  # the one feature cache of graphmm, re-exported
     "file_sha256": "graphmm.clip.cache",
     "cross_topk": "graphmm.clip.knn",
     "FEATURIZER_TYPES": "graphmm.clip.spec",

@@ -15,7 +15,7 @@ node data          when                         content
 =================  ===========================  ===============================================
 
 Frozen features and joint embeddings are computed when the graph is built, batched over
-the images or texts of the batch, and cached on disk (:class:`~graphmm.clip.cache.FeatureCache`)
+the images or texts of the batch, and cached on disk (:class:`~graphmm.cache.FeatureCache`)
 under a key made of the checkpoint's SHA-256 and everything else that changes them, so
 later epochs and later runs read them back instead of running CLIP again.
 """
@@ -29,7 +29,8 @@ from typing import Any
 
 import torch
 
-from graphmm.clip.cache import FeatureCache, content_hash, default_cache_dir, file_sha256
+from graphmm.cache import FeatureCache, default_cache_dir, fingerprint
+from graphmm.clip.cache import file_sha256
 from graphmm.clip.featurizers import (
     ClipTextTower,
     ClipVisionTower,
@@ -54,6 +55,8 @@ __all__ = ["ClipImageGraphBuilder", "ClipTextGraphBuilder"]
 
 #: bump when the meaning of cached features changes
 CACHE_VERSION = 1
+#: budget of the in-memory layer of each builder's feature cache (what an epoch re-reads)
+CACHE_MEMORY_MB = 256.0
 
 
 class _ClipSource:
@@ -141,8 +144,11 @@ class _ClipSource:
         if not self.cache:
             return None
         if self._cache is None:
-            root = self.cache_dir if self.cache_dir is not None else default_cache_dir()
-            self._cache = FeatureCache(root, self._cache_key())
+            root = self.cache_dir if self.cache_dir is not None else default_cache_dir("clip")
+            # JSON-normalised, so that the namespace depends on the values only (a
+            # tuple and a list of the same numbers give the same folder)
+            key = json.loads(json.dumps(self._cache_key(), sort_keys=True, default=str))
+            self._cache = FeatureCache(root, key, memory_mb=CACHE_MEMORY_MB)
         return self._cache
 
     def cache_info(self) -> dict[str, Any]:
@@ -166,8 +172,8 @@ class _ClipSource:
             computed = compute(missing)
             for i, value in zip(missing, computed):
                 out[i] = value
-                if cache is not None:
-                    cache.put(keys[i], value)
+                if cache is not None:  # adds these fields to what the entry holds
+                    cache.put(keys[i], value, merge=True)
         return [{f: v[f] for f in fields} for v in out]  # type: ignore[index]
 
 
@@ -203,7 +209,7 @@ class ClipImageGraphBuilder(_ClipSource, ImageGraphBuilder):
             cross-modal ``clip_knn`` relation).
         preprocess: overrides of ``mean``, ``std``, ``interpolation``, ``resize_mode``.
         cache: cache the features computed here; cache_dir: where
-            (``None``: :func:`graphmm.clip.cache.default_cache_dir`).
+            (``None``: ``default_cache_dir("clip")`` of :mod:`graphmm.cache`).
         device: where CLIP runs when building graphs.
         batch_size: images per CLIP forward pass.
         patch_size, stride: ``0``/``None`` (the tower's) or the tower's patch size;
@@ -365,7 +371,7 @@ class ClipImageGraphBuilder(_ClipSource, ImageGraphBuilder):
         if len(images) == 0:
             block.data["pixels"] = torch.zeros(0, 3 * p * p)
         if self.frozen or self.joint:
-            keys = [content_hash(im) for im in images]
+            keys = [fingerprint(im) for im in images]
             feats = self._cached_features(keys, self._compute(pixels))
             width, emb_dim = self.dims["width"], self.dims["embed_dim"]
             if self.frozen:
@@ -525,7 +531,7 @@ class ClipTextGraphBuilder(_ClipSource, TextGraphBuilder):
             block.data["bpe"] = bpe
         if self.frozen or self.joint:
             have = [i for i in range(len(texts)) if int(counts[i]) > 0]
-            keys = [content_hash(bpe[int(offsets[i]) : int(offsets[i] + counts[i])]) for i in have]
+            keys = [fingerprint(bpe[int(offsets[i]) : int(offsets[i] + counts[i])]) for i in have]
             compute = self._compute(bpe, offsets, counts)
             feats = self._cached_features(keys, lambda idx: compute([have[j] for j in idx]))
             outputs = (("tokens", "clip", self.dims["width"]), ("emb", "clip_emb", self.dims["embed_dim"]))

@@ -69,7 +69,9 @@ from graphmm.data.io import (
     DataSplits,
     FilePolicy,
     class_index,
+    holdout_split,
     read_audio,
+    require_splits,
     stratified_holdout,
 )
 from graphmm.data.sample import Sample
@@ -317,9 +319,8 @@ def records_to_splits(
             keep[i] = False
     classes, to_id = class_index(train_labels)
     labels = np.array([to_id.get(r.label, -1) for r in records], dtype=np.int64)
-    train_idx = np.flatnonzero(~test)
-    val = stratified_holdout(labels[train_idx], int(np.floor(val_fraction * len(train_idx) + 0.5)), seed)
-    parts = {"train": train_idx[~val], "val": train_idx[val], "test": np.flatnonzero(test & keep)}
+    train_idx, val_idx = holdout_split(np.flatnonzero(~test), labels[~test], val_fraction, seed)
+    parts = {"train": train_idx, "val": val_idx, "test": np.flatnonzero(test & keep)}
 
     def sample(i: int) -> Sample:
         r = records[i]
@@ -337,10 +338,7 @@ def records_to_splits(
         skipped_items=[*records.skipped_items, *policy.skipped],
         source=source,
     )
-    for key in out:
-        if not out[key]:
-            hint = " (raise val_fraction)" if key == "val" else ""
-            raise ValueError(f"audio folder {source!r}: the {key} split is empty{hint}")
+    require_splits(out, f"audio folder {source!r}")
     return out
 
 

@@ -125,16 +125,33 @@ def load_avdigits(
     records = read_audio_records(audio_root, sample_rate=sample_rate, on_file_error=on_file_error)
     test = audio_split(records, split, test_speakers, test_fraction, seed)
     audio = records_to_splits(records, test, val_fraction, seed, policy, records.root)
+    _check_audio_labels(audio, records.root, text)
+    train_images = _Arrays(image_path)
+    test_images = _Arrays(image_test_path) if image_test_path is not None else train_images
+    paired = _pair_images(audio, train_images, test_images, seed)
+    if text:
+        paired = _add_text(paired, text_informative, seed)
+    out = DataSplits(paired, classes=audio.classes, skipped_items=audio.skipped_items, source=records.root)
+    log.info("avdigits (%s + %s): %s", train_images.path.name, records.root, out.sizes())
+    return out
+
+
+def _check_audio_labels(audio: DataSplits, root: str, text: bool) -> None:
+    """The audio labels must be the images' integer class ids (0-9 for ``text``)."""
     if not all(c.isdigit() for c in audio.classes):
         raise ValueError(
-            f"audio folder {records.root!r}: avdigits pairs clips with images by label, so the audio labels must "
+            f"audio folder {root!r}: avdigits pairs clips with images by label, so the audio labels must "
             f"be the images' integer class ids; got {audio.classes}"
         )
     if text and len(audio.classes) > len(DIGIT_WORDS):
         raise ValueError(f"text=True names digits 0-9, but the audio has labels up to {audio.classes[-1]}")
 
-    train_images = _Arrays(image_path)
-    test_images = _Arrays(image_test_path) if image_test_path is not None else train_images
+
+def _pair_images(
+    audio: DataSplits, train_images: _Arrays, test_images: _Arrays, seed: int
+) -> dict[str, list[Sample]]:
+    """Each clip's sample with a distinct image of its label (the pairing rule of the
+    module docstring); the test clips draw from ``test_images``."""
     # (pool, clips): which file each split's clips draw from, in drawing order
     if test_images is train_images:
         plan = [(train_images, _PAIR_STREAM, [(k, s) for k in _SPLITS for s in audio[k]])]
@@ -149,16 +166,17 @@ def load_avdigits(
         block = arrays.floats(chosen)
         for j, ((key, s), i) in enumerate(zip(clips, chosen.tolist())):
             paired[key].append(s.replace(image=block[j].clone(), id=f"{s.id}+{arrays.path.name}/{i}"))
-    if text:
-        every = [s for k in _SPLITS for s in paired[k]]
-        labels = np.array([s.label for s in every], dtype=np.int64)
-        rng = np.random.default_rng([seed, _TEXT_STREAM])
-        sentences = _make_text(labels, DigitsConfig(text_informative=text_informative), rng)
-        it = iter(sentences)
-        paired = {k: [s.replace(text=next(it)) for s in paired[k]] for k in _SPLITS}
-    out = DataSplits(paired, classes=audio.classes, skipped_items=audio.skipped_items, source=records.root)
-    log.info("avdigits (%s + %s): %s", train_images.path.name, records.root, out.sizes())
-    return out
+    return paired
+
+
+def _add_text(paired: dict[str, list[Sample]], text_informative: float, seed: int) -> dict[str, list[Sample]]:
+    """Every sample with a sentence of the ``digits`` templates (seeded, in split order)."""
+    every = [s for k in _SPLITS for s in paired[k]]
+    labels = np.array([s.label for s in every], dtype=np.int64)
+    rng = np.random.default_rng([seed, _TEXT_STREAM])
+    sentences = _make_text(labels, DigitsConfig(text_informative=text_informative), rng)
+    it = iter(sentences)
+    return {k: [s.replace(text=next(it)) for s in paired[k]] for k in _SPLITS}
 
 
 def _draw(arrays: _Arrays, labels: np.ndarray, seed: list[int]) -> np.ndarray:

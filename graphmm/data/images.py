@@ -60,6 +60,7 @@ from graphmm.data.io import (
     DataSplits,
     FilePolicy,
     class_index,
+    holdout_split,
     image_file_size,
     read_image,
     stratified_holdout,
@@ -297,8 +298,7 @@ def load_image_arrays(
                 f"{train.images.shape[1]}-channel ones"
             )
         test_idx, pool = np.arange(len(test.labels)), np.arange(n)
-    val_mask = stratified_holdout(train.labels[pool], int(np.floor(val_fraction * len(pool) + 0.5)), [seed, 1])
-    train_idx, val_idx = pool[~val_mask], pool[val_mask]
+    train_idx, val_idx = holdout_split(pool, train.labels[pool], val_fraction, [seed, 1])
     seen = np.unique(train.labels[train_idx])
     unseen = ~np.isin(test.labels[test_idx], seen)
     for i in test_idx[unseen][: 1 if policy.on_file_error == "raise" else None].tolist():
@@ -383,25 +383,55 @@ def load_image_folder(
     where = f"image folder {str(base)!r}"
     if not base.is_dir():
         raise FileNotFoundError(f"{where} does not exist; pass a folder of <label>/*.png folders")
+    pair = _size_pair(size, max_image_pixels, where)
+    files, presplit = _list_folder(base, where)
+    if pair is None:  # the first train image within the budget sets the common size
+        pair = _first_size(files.get("train", files.get("all", [])), max_image_pixels)
+    images = _read_folder_images(files, base, where, channels, pair, max_image_pixels, policy)
+    parts = _folder_parts(images, presplit, val_fraction, test_fraction, test_size, seed, where)
+    out = _folder_samples(parts, base, policy)
+    _require_nonempty(out, where)
+    if policy.skipped:
+        log.warning("%s: skipped %d files (reasons above)", where, len(policy.skipped))
+    log.info("%s: %s, %d classes", where, out.sizes(), len(out.classes))
+    return out
+
+
+def _size_pair(size: int | Sequence[int] | None, max_image_pixels: int | None, where: str) -> tuple[int, int] | None:
+    """``size`` as ``(H, W)`` (``None`` stays ``None``), checked against the pixel budget."""
     pair = None if size is None else ((size, size) if isinstance(size, int) else tuple(size))
     if pair is not None and max_image_pixels is not None and pair[0] * pair[1] > max_image_pixels:
         raise ValueError(
             f"{where}: size {list(pair)} has {pair[0] * pair[1]} pixels, over max_image_pixels={max_image_pixels}; "
             f"use a smaller data.size or raise data.max_image_pixels"
         )
+    return pair  # type: ignore[return-value]
+
+
+def _list_folder(base: Path, where: str) -> tuple[dict[str, list[tuple[Path, str]]], bool]:
+    """The image files of each group (``train``/``val``/``test`` of a pre-split folder,
+    else ``all``) and whether the folder is pre-split."""
     presplit = (base / "train").is_dir() and (base / "test").is_dir()
     groups = ("train", "val", "test") if presplit else ("all",)
     files = {g: _folder_files(base / g) if g != "all" else _folder_files(base) for g in groups
              if g == "all" or (base / g).is_dir()}
     if not any(files.values()):
         raise ValueError(f"{where} holds no image: expected <label>/*.png|jpg" + (" under train/ and test/" if presplit else ""))
-    if pair is None:  # the first train image within the budget sets the common size
-        sizes = (image_file_size(path) for path, _ in files.get("train", files.get("all", [])))
-        pair = next((hw for hw in sizes if hw is not None and (max_image_pixels is None
-                                                               or hw[0] * hw[1] <= max_image_pixels)), None)
+    return files, presplit
 
-    images = _read_folder_images(files, base, where, channels, pair, max_image_pixels, policy)
-    parts = _folder_parts(images, presplit, val_fraction, test_fraction, test_size, seed, where)
+
+def _first_size(entries: list[tuple[Path, str]], max_image_pixels: int | None) -> tuple[int, int] | None:
+    """``(H, W)`` of the first readable image header within ``max_image_pixels``, or ``None``."""
+    sizes = (image_file_size(path) for path, _ in entries)
+    return next((hw for hw in sizes if hw is not None and (max_image_pixels is None
+                                                           or hw[0] * hw[1] <= max_image_pixels)), None)
+
+
+def _folder_samples(
+    parts: dict[str, list[tuple[torch.Tensor, str, str]]], base: Path, policy: FilePolicy
+) -> DataSplits:
+    """Samples with class ids from the train labels; a val/test image whose label train
+    lacks goes to ``policy``."""
     classes, to_id = class_index(lab for _, lab, _ in parts["train"])
     out = DataSplits(classes=classes, source=str(base))
     for key in ("train", "val", "test"):
@@ -416,10 +446,6 @@ def load_image_folder(
             kept.append(Sample(image=img, label=to_id[label], target=classes[to_id[label]], id=rel))
         out[key] = kept
     out.skipped_items, out.skipped = policy.skipped, len(policy.skipped)
-    _require_nonempty(out, where)
-    if policy.skipped:
-        log.warning("%s: skipped %d files (reasons above)", where, len(policy.skipped))
-    log.info("%s: %s, %d classes", where, out.sizes(), len(classes))
     return out
 
 
@@ -496,10 +522,9 @@ def _folder_parts(
     if not parts["val"]:
         _, to_id = class_index(lab for _, lab, _ in parts["train"])
         labels = np.array([to_id[lab] for _, lab, _ in parts["train"]], dtype=np.int64)
-        mask = stratified_holdout(labels, int(np.floor(val_fraction * len(labels) + 0.5)), [rng_seed, 1])
+        kept, held = holdout_split(np.arange(len(labels)), labels, val_fraction, [rng_seed, 1])
         pool = parts["train"]
-        parts["train"] = [e for e, m in zip(pool, mask) if not m]
-        parts["val"] = [e for e, m in zip(pool, mask) if m]
+        parts["train"], parts["val"] = [pool[i] for i in kept.tolist()], [pool[i] for i in held.tolist()]
 
     return parts
 

@@ -31,7 +31,7 @@ import logging
 import os
 import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,12 +42,14 @@ __all__ = [
     "DataSplits",
     "FilePolicy",
     "class_index",
+    "holdout_split",
     "read_audio",
     "MAX_IMAGE_PIXELS",
     "image_file_size",
     "read_image",
     "read_text",
     "read_text_lines",
+    "require_splits",
     "stratified_holdout",
 ]
 
@@ -503,3 +505,43 @@ def stratified_holdout(labels: np.ndarray, size: int, seed: int | Iterable[int])
     rank = np.arange(n) - starts[inverse[order]]  # position inside its class
     mask[order] = rank < quota[inverse[order]]
     return mask
+
+
+def holdout_split(
+    pool: np.ndarray, labels: np.ndarray, fraction: float, seed: int | Iterable[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split the indices ``pool`` into ``(kept, held_out)``, the step every loader uses
+    to carve validation (or test) out of train.
+
+    ``round(fraction * len(pool))`` items (halves up) are held out, stratified by
+    ``labels`` and seeded (:func:`stratified_holdout`); both parts keep the order of
+    ``pool``.
+
+    Args:
+        pool: Indices to split, int ``(N,)``.
+        labels: Integer class id of each item of ``pool``, ``(N,)``.
+        fraction: Share to hold out, in ``[0, 1)``.
+        seed: Seed (or seed sequence) of the choice.
+
+    Returns:
+        ``(kept, held_out)``, two index arrays taken from ``pool``.
+
+    Example:
+        >>> kept, held = holdout_split(np.arange(10), np.array([0] * 5 + [1] * 5), 0.2, seed=0)
+        >>> len(kept), len(held), sorted(int(i) // 5 for i in held)
+        (8, 2, [0, 1])
+    """
+    mask = stratified_holdout(labels, int(np.floor(fraction * len(pool) + 0.5)), seed)
+    return pool[~mask], pool[mask]
+
+
+def require_splits(splits: Mapping[str, Sized], where: str) -> None:
+    """Stop when a split is empty: ``"<where>: the val split is empty (raise val_fraction)"``.
+
+    Raises:
+        ValueError: The first empty split, named with ``where`` (a file or folder).
+    """
+    for key, items in splits.items():
+        if not len(items):
+            hint = " (raise val_fraction)" if key == "val" else ""
+            raise ValueError(f"{where}: the {key} split is empty{hint}")

@@ -239,6 +239,16 @@ def load_manifest(
     carve = [name for name in ("val", "test") if name not in declared]
     fractions = {"val": val_fraction if "val" in carve else 0.0, "test": test_fraction if "test" in carve else 0.0}
     out = _splits(rows, reader, int_labels, carve, fractions, seed)
+    _finish(out, reader, n_rows, carve, fractions)
+    return out
+
+
+def _finish(
+    out: ManifestSplits, reader: _Reader, n_rows: int, carve: list[str], fractions: dict[str, float]
+) -> None:
+    """Check that no split is empty (saying how a carved one can fill), record what
+    was skipped in ``out`` and log the result."""
+    mpath = reader.path
     if reader.skipped:
         log.warning(
             "manifest %s: skipped %d of %d rows while reading (reasons above)", mpath, len(reader.skipped), n_rows
@@ -257,7 +267,6 @@ def load_manifest(
     log.info(
         "manifest %s: %s, %d classes", mpath, {k: len(v) for k, v in out.items()}, len(out.classes)
     )
-    return out
 
 
 def _read_files(

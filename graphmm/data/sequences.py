@@ -114,9 +114,16 @@ def _draw_sequences(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lengths ``(n,)``, digits ``(L,)`` and pool indices ``(L,)`` of ``n`` sequences
     (``L`` = total digits); each digit is drawn uniformly, then one pool item of it."""
+    lengths, digits = _draw_digits(n, lo, hi, rng)
+    return lengths, digits, _pick(pool_labels, digits, rng)
+
+
+def _draw_digits(n: int, lo: int, hi: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Lengths ``(n,)`` in ``[lo, hi]`` and the digits ``(L,)`` of ``n`` sequences, one
+    draw of each from ``rng`` (both sources of sequences use this)."""
     lengths = rng.integers(lo, hi + 1, size=n)
     digits = rng.integers(0, 10, size=int(lengths.sum()))
-    return lengths, digits, _pick(pool_labels, digits, rng)
+    return lengths, digits
 
 
 def assemble_sequences(
@@ -287,22 +294,15 @@ def load_avdigits_seq(
 
     records = read_audio_records(str(base / fsdd), sample_rate=sample_rate)
     rec_labels = np.array([int(r.label) for r in records])
-    test_rec = np.array([r.take is not None and r.take < 5 for r in records])
-    train_rec = np.flatnonzero(~test_rec)
-    val_mask = np.zeros(len(records), dtype=bool)
-    val_mask[rngs["pool"].permutation(train_rec)[: int(round(val_fraction * len(train_rec)))]] = True
-    rec_pools = [np.flatnonzero(~test_rec & ~val_mask), np.flatnonzero(val_mask), np.flatnonzero(test_rec)]
-
+    rec_pools = _recording_pools(records, val_fraction, rngs["pool"])
     images, img_labels = read_image_arrays(str(base / mnist))
     fractions = tuple(len(p) / len(records) for p in rec_pools)
     img_pools = _stratified_split(img_labels.numpy(), fractions, rngs["pool"])
 
     out: dict[str, list[Sample]] = {}
     for k, name in enumerate(SPLITS):
-        n = cfg.num_samples[k]
         # one draw of digits per sequence, then an image and a recording of each digit
-        lengths = rngs["seq"].integers(cfg.min_digits, cfg.max_digits + 1, size=n)
-        digits = rngs["seq"].integers(0, 10, size=int(lengths.sum()))
+        lengths, digits = _draw_digits(cfg.num_samples[k], cfg.min_digits, cfg.max_digits, rngs["seq"])
         imgs = clips = None
         if "image" in cfg.modalities:
             pick = _pick(img_labels.numpy()[img_pools[k]], digits, rngs["image"])
@@ -316,6 +316,16 @@ def load_avdigits_seq(
             ]
         out[name] = assemble_sequences(name, lengths, digits, imgs, clips, sample_rate, prefix="avdigits_seq")
     return out
+
+
+def _recording_pools(records: Sequence[Any], val_fraction: float, rng: np.random.Generator) -> list[np.ndarray]:
+    """Indices of the train, val and test recordings: the Free Spoken Digit rule (takes
+    0-4 test), then a seeded ``val_fraction`` of the train recordings for validation."""
+    test_rec = np.array([r.take is not None and r.take < 5 for r in records])
+    train_rec = np.flatnonzero(~test_rec)
+    val_mask = np.zeros(len(records), dtype=bool)
+    val_mask[rng.permutation(train_rec)[: int(round(val_fraction * len(train_rec)))]] = True
+    return [np.flatnonzero(~test_rec & ~val_mask), np.flatnonzero(val_mask), np.flatnonzero(test_rec)]
 
 
 def _pick(pool_labels: np.ndarray, digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -79,8 +79,9 @@ from graphmm.data.io import (
     DataSplits,
     FilePolicy,
     class_index,
+    holdout_split,
     read_text_lines,
-    stratified_holdout,
+    require_splits,
 )
 from graphmm.data.sample import Sample
 
@@ -218,57 +219,12 @@ def load_textcls(
     if n == 0:
         raise ValueError(f"labels file {str(labels_file)!r} has no lines")
     corpus = _align(labels_file, corpus_file, n, corpus)
-    rename = dict(label_map or {})
-
-    # parse every line; `keep[i]` says whether document i survived
-    split = np.full(n, -1, dtype=np.int64)  # 0 train, 1 test
-    label_of: list[str] = [""] * n
-    texts: list[str] = [""] * n
-    for i, (lab_line, doc) in enumerate(zip(label_lines, corpus)):
-        where = f"labels file {str(labels_file)!r}, line {i + 1}"
-        parsed = _parse_label_line(lab_line)
-        if isinstance(parsed, str):
-            policy.bad(where, parsed)
-            continue
-        text = doc.strip()
-        if skip_tokens and text:
-            parts = text.split(None, skip_tokens)
-            text = parts[skip_tokens] if len(parts) > skip_tokens else ""
-            if not text:
-                policy.bad(
-                    f"corpus file {str(corpus_file)!r}, line {i + 1}",
-                    f"empty document once its first {skip_tokens} token(s) are skipped (skip_tokens={skip_tokens})",
-                )
-                continue
-        if not text:
-            policy.bad(
-                f"corpus file {str(corpus_file)!r}, line {i + 1}",
-                "empty document (a blank line); give it text or delete its line in both files",
-            )
-            continue
-        split[i] = _SPLITS.index(parsed[0])
-        label_of[i] = rename.get(parsed[1], parsed[1])
-        texts[i] = text
-
-    train_labels = {label_of[i] for i in np.flatnonzero(split == 0)}
-    if not train_labels:
-        raise ValueError(f"labels file {str(labels_file)!r} has no usable train line")
-    for i in np.flatnonzero(split == 1):
-        if label_of[i] not in train_labels:
-            policy.bad(
-                f"labels file {str(labels_file)!r}, line {i + 1}",
-                f"test label {label_of[i]!r} never occurs in the train split (train labels: "
-                f"{sorted(train_labels)}); rename it with label_map={{{label_of[i]!r}: '<train label>'}}",
-            )
-            split[i] = -1
-
-    classes, to_id = class_index(train_labels)
-    kept = np.flatnonzero(split >= 0)
-    ids = np.full(n, -1, dtype=np.int64)
-    ids[kept] = [to_id[label_of[i]] for i in kept]
-    train_idx = np.flatnonzero(split == 0)
-    val_mask = stratified_holdout(ids[train_idx], int(np.floor(val_fraction * len(train_idx) + 0.5)), seed)
-    parts = {"train": train_idx[~val_mask], "val": train_idx[val_mask], "test": np.flatnonzero(split == 1)}
+    split, label_of, texts = _parse_documents(
+        label_lines, corpus, labels_file, corpus_file, policy, dict(label_map or {}), skip_tokens
+    )
+    classes, ids = _class_ids(split, label_of, labels_file, policy)
+    train_idx, val_idx = holdout_split(np.flatnonzero(split == 0), ids[split == 0], val_fraction, seed)
+    parts = {"train": train_idx, "val": val_idx, "test": np.flatnonzero(split == 1)}
     out = DataSplits(
         {
             key: [
@@ -281,14 +237,87 @@ def load_textcls(
         skipped_items=policy.skipped,
         source=str(labels_file),
     )
-    for key in out:
-        if not out[key]:
-            hint = " (raise val_fraction)" if key == "val" else ""
-            raise ValueError(f"labels file {str(labels_file)!r}: the {key} split is empty{hint}")
+    require_splits(out, f"labels file {str(labels_file)!r}")
     if policy.skipped:
         log.warning("%s: skipped %d of %d documents (reasons above)", labels_file, len(policy.skipped), n)
     log.info("textcls %s (%s): %s, %d classes", name, corpus_file.name, out.sizes(), len(classes))
     return out
+
+
+def _parse_documents(
+    label_lines: list[str],
+    corpus: list[str],
+    labels_file: Path,
+    corpus_file: Path,
+    policy: FilePolicy,
+    rename: Mapping[str, str],
+    skip_tokens: int,
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Parse every labels line with its document; bad ones go to ``policy``.
+
+    Returns:
+        ``(split, label_of, texts)``: per document its split (0 train, 1 test, -1 left
+        out), its label after ``rename`` and its text after ``skip_tokens``.
+    """
+    n = len(label_lines)
+    split = np.full(n, -1, dtype=np.int64)
+    label_of: list[str] = [""] * n
+    texts: list[str] = [""] * n
+    for i, (lab_line, doc) in enumerate(zip(label_lines, corpus)):
+        parsed = _parse_label_line(lab_line)
+        if isinstance(parsed, str):
+            policy.bad(f"labels file {str(labels_file)!r}, line {i + 1}", parsed)
+            continue
+        text = _document_text(doc, skip_tokens, f"corpus file {str(corpus_file)!r}, line {i + 1}", policy)
+        if text is None:
+            continue
+        split[i] = _SPLITS.index(parsed[0])
+        label_of[i] = rename.get(parsed[1], parsed[1])
+        texts[i] = text
+    return split, label_of, texts
+
+
+def _document_text(doc: str, skip_tokens: int, where: str, policy: FilePolicy) -> str | None:
+    """The corpus line without surrounding whitespace and its first ``skip_tokens``
+    tokens; ``None`` (reported to ``policy``) when nothing is left."""
+    text = doc.strip()
+    if skip_tokens and text:
+        parts = text.split(None, skip_tokens)
+        text = parts[skip_tokens] if len(parts) > skip_tokens else ""
+        if not text:
+            policy.bad(
+                where,
+                f"empty document once its first {skip_tokens} token(s) are skipped (skip_tokens={skip_tokens})",
+            )
+            return None
+    if not text:
+        policy.bad(where, "empty document (a blank line); give it text or delete its line in both files")
+        return None
+    return text
+
+
+def _class_ids(
+    split: np.ndarray, label_of: list[str], labels_file: Path, policy: FilePolicy
+) -> tuple[list[str], np.ndarray]:
+    """Class names from the train labels and the class id of every document (-1 for
+    those left out). A test document whose label train lacks goes to ``policy`` and
+    leaves the test split (``split`` is updated in place)."""
+    train_labels = {label_of[i] for i in np.flatnonzero(split == 0)}
+    if not train_labels:
+        raise ValueError(f"labels file {str(labels_file)!r} has no usable train line")
+    for i in np.flatnonzero(split == 1):
+        if label_of[i] not in train_labels:
+            policy.bad(
+                f"labels file {str(labels_file)!r}, line {i + 1}",
+                f"test label {label_of[i]!r} never occurs in the train split (train labels: "
+                f"{sorted(train_labels)}); rename it with label_map={{{label_of[i]!r}: '<train label>'}}",
+            )
+            split[i] = -1
+    classes, to_id = class_index(train_labels)
+    kept = np.flatnonzero(split >= 0)
+    ids = np.full(len(split), -1, dtype=np.int64)
+    ids[kept] = [to_id[label_of[i]] for i in kept]
+    return classes, ids
 
 
 def _drop_trailing_blank(lines: list[str]) -> list[str]:

@@ -378,19 +378,7 @@ def cross_topk(
         - Input: ``(N_A, D)``, ``(S,)``, ``(N_B, D)``, ``(S,)``.
         - Output: two ``(E,)`` int64 tensors, ``E = sum_s n_A(s) * min(k, n_B(s))``.
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
-    counts_a = counts_a.to(torch.int64).cpu()
-    counts_b = counts_b.to(torch.int64).cpu()
-    if counts_a.shape != counts_b.shape:
-        raise ValueError(f"counts_a {tuple(counts_a.shape)} and counts_b {tuple(counts_b.shape)} must both be (S,)")
-    if int(counts_a.sum()) != emb_a.shape[0] or int(counts_b.sum()) != emb_b.shape[0]:
-        raise ValueError(
-            f"counts do not match the embeddings: {int(counts_a.sum())} vs {emb_a.shape[0]} A rows, "
-            f"{int(counts_b.sum())} vs {emb_b.shape[0]} B rows"
-        )
+    counts_a, counts_b = _cross_counts(emb_a, counts_a, emb_b, counts_b, k, chunk)
     empty = torch.zeros(0, dtype=torch.int64)
     both = (counts_a > 0) & (counts_b > 0)
     if not bool(both.any()):
@@ -398,7 +386,6 @@ def cross_topk(
     if emb_a.shape[1] != emb_b.shape[1]:
         raise ValueError(f"embeddings must share their width, got {emb_a.shape[1]} and {emb_b.shape[1]}")
 
-    device = emb_a.device
     samples = torch.nonzero(both).squeeze(1)  # only samples with nodes on both sides
     na, nb = counts_a[samples], counts_b[samples]
     off_a = (torch.cumsum(counts_a, 0) - counts_a)[samples]
@@ -414,20 +401,67 @@ def cross_topk(
     src_parts, dst_parts = [], []
     for s0 in range(0, len(samples), per_chunk):  # chunks of samples, each one batched product
         sl = slice(s0, s0 + per_chunk)
-        ca, cb, oa, ob = na[sl], nb[sl], off_a[sl], off_b[sl]
-        valid_a = rows_a[None, :] < ca[:, None]  # (c, max_a)
-        valid_b = rows_b[None, :] < cb[:, None]  # (c, max_b)
-        ia = torch.where(valid_a, oa[:, None] + rows_a[None, :], torch.zeros_like(valid_a, dtype=torch.int64))
-        ib = torch.where(valid_b, ob[:, None] + rows_b[None, :], torch.zeros_like(valid_b, dtype=torch.int64))
-        qa = a[ia.to(device)]  # (c, max_a, D); padding rows repeat row 0 and are dropped below
-        kb = b[ib.to(device)]  # (c, max_b, D)
-        sim = torch.bmm(qa, kb.transpose(1, 2))  # (c, max_a, max_b)
-        sim = sim.masked_fill(~valid_b.to(device)[:, None, :], float("-inf"))
-        top = torch.topk(sim, kk, dim=-1, largest=True, sorted=True).indices.cpu()  # (c, max_a, kk)
-        # the j-th neighbour exists when the sample has more than j B nodes
-        keep = valid_a[:, :, None] & (torch.arange(kk)[None, None, :] < cb[:, None, None])
-        src = ia[:, :, None].expand(-1, -1, kk)[keep]
-        dst = (ob[:, None, None] + top)[keep]
+        src, dst = _cross_block(a, b, na[sl], nb[sl], off_a[sl], off_b[sl], rows_a, rows_b, kk)
         src_parts.append(src)
         dst_parts.append(dst)
     return torch.cat(src_parts), torch.cat(dst_parts)
+
+
+def _cross_counts(
+    emb_a: torch.Tensor, counts_a: torch.Tensor, emb_b: torch.Tensor, counts_b: torch.Tensor, k: int, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check the arguments of :func:`cross_topk`; the counts as int64 CPU tensors."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    counts_a = counts_a.to(torch.int64).cpu()
+    counts_b = counts_b.to(torch.int64).cpu()
+    if counts_a.shape != counts_b.shape:
+        raise ValueError(f"counts_a {tuple(counts_a.shape)} and counts_b {tuple(counts_b.shape)} must both be (S,)")
+    if int(counts_a.sum()) != emb_a.shape[0] or int(counts_b.sum()) != emb_b.shape[0]:
+        raise ValueError(
+            f"counts do not match the embeddings: {int(counts_a.sum())} vs {emb_a.shape[0]} A rows, "
+            f"{int(counts_b.sum())} vs {emb_b.shape[0]} B rows"
+        )
+    return counts_a, counts_b
+
+
+def _cross_block(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    ca: torch.Tensor,
+    cb: torch.Tensor,
+    oa: torch.Tensor,
+    ob: torch.Tensor,
+    rows_a: torch.Tensor,
+    rows_b: torch.Tensor,
+    kk: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top-``kk`` pairs of one chunk of ``c`` samples of :func:`cross_topk`.
+
+    Args:
+        a, b: unit-norm embeddings of all A and B nodes, ``(N_A, D)`` and ``(N_B, D)``.
+        ca, cb: ``(c,)`` A and B nodes of each sample of the chunk.
+        oa, ob: ``(c,)`` batch offset of each sample's first A and B node.
+        rows_a, rows_b: ``arange(max_a)`` and ``arange(max_b)``, the padded block rows.
+        kk: neighbours per A node, at most ``max_b``.
+
+    Returns:
+        ``(src, dst)``: batch-global A and B ids, grouped by A node, most similar first.
+    """
+    device = a.device
+    valid_a = rows_a[None, :] < ca[:, None]  # (c, max_a)
+    valid_b = rows_b[None, :] < cb[:, None]  # (c, max_b)
+    ia = torch.where(valid_a, oa[:, None] + rows_a[None, :], torch.zeros_like(valid_a, dtype=torch.int64))
+    ib = torch.where(valid_b, ob[:, None] + rows_b[None, :], torch.zeros_like(valid_b, dtype=torch.int64))
+    qa = a[ia.to(device)]  # (c, max_a, D); padding rows repeat row 0 and are dropped below
+    kb = b[ib.to(device)]  # (c, max_b, D)
+    sim = torch.bmm(qa, kb.transpose(1, 2))  # (c, max_a, max_b)
+    sim = sim.masked_fill(~valid_b.to(device)[:, None, :], float("-inf"))
+    top = torch.topk(sim, kk, dim=-1, largest=True, sorted=True).indices.cpu()  # (c, max_a, kk)
+    # the j-th neighbour exists when the sample has more than j B nodes
+    keep = valid_a[:, :, None] & (torch.arange(kk)[None, None, :] < cb[:, None, None])
+    src = ia[:, :, None].expand(-1, -1, kk)[keep]
+    dst = (ob[:, None, None] + top)[keep]
+    return src, dst

@@ -263,22 +263,7 @@ class ImageGraphBuilder:
         edges: EdgeDict = {}
         idx = torch.arange(total, dtype=torch.int64)
         if self.neighbors:
-            steps = [(0, 1), (1, 0)] + ([(1, 1), (1, -1)] if self.neighbors == 8 else [])
-            src_l, dst_l = [], []
-            for dr, dc in steps:  # a constant number of grid offsets, each vectorised
-                ok = (r + dr < nh) & (c + dc >= 0) & (c + dc < nw)
-                src_l.append(idx[ok])
-                dst_l.append(idx[ok] + dr * nw[ok] + dc)
-            if self.directional:
-                # offset (dr, dc) from destination to source: idx -> idx + offset is a source
-                # lying at the offset's direction seen from idx, and the reverse edge the opposite
-                for k, (dr, dc) in enumerate(steps):
-                    name, opposite = _DIR_NAME[(dr, dc)], _DIR_NAME[(-dr, -dc)]
-                    edges[("patch", f"adj_{name}", "patch")] = (dst_l[k], src_l[k])
-                    edges[("patch", f"adj_{opposite}", "patch")] = (src_l[k], dst_l[k])
-            else:
-                src, dst = torch.cat(src_l), torch.cat(dst_l)
-                edges[("patch", "adjacent", "patch")] = (torch.cat([src, dst]), torch.cat([dst, src]))
+            edges.update(self._adjacent_edges(idx, r, c, nh, nw))
         if self.knn:
             nbr = [knn_local[i] + offsets[i] for i in range(b)]
             k = [n.shape[1] for n in nbr]
@@ -288,6 +273,35 @@ class ImageGraphBuilder:
             edges[("patch", "rev_similar", "patch")] = (dst, src)
         data = {"pixels": pixels, "rc": torch.stack([r, c], dim=1), "grid": grid, "span": span}
         return NodeBlock(ntype="patch", counts=counts, data=data, edges=edges)
+
+    def _adjacent_edges(
+        self, idx: torch.Tensor, r: torch.Tensor, c: torch.Tensor, nh: torch.Tensor, nw: torch.Tensor
+    ) -> EdgeDict:
+        """The grid relations of :meth:`build`: ``adjacent`` (both directions), or with
+        ``directional`` one ``adj_<direction>`` relation per grid offset.
+
+        Shapes:
+            idx, r, c (each patch's id, row and column) and nh, nw (its image's grid)
+            ``(N,)``; each relation ``(E,)`` source and destination ids.
+        """
+        edges: EdgeDict = {}
+        steps = [(0, 1), (1, 0)] + ([(1, 1), (1, -1)] if self.neighbors == 8 else [])
+        src_l, dst_l = [], []
+        for dr, dc in steps:  # a constant number of grid offsets, each vectorised
+            ok = (r + dr < nh) & (c + dc >= 0) & (c + dc < nw)
+            src_l.append(idx[ok])
+            dst_l.append(idx[ok] + dr * nw[ok] + dc)
+        if self.directional:
+            # offset (dr, dc) from destination to source: idx -> idx + offset is a source
+            # lying at the offset's direction seen from idx, and the reverse edge the opposite
+            for k, (dr, dc) in enumerate(steps):
+                name, opposite = _DIR_NAME[(dr, dc)], _DIR_NAME[(-dr, -dc)]
+                edges[("patch", f"adj_{name}", "patch")] = (dst_l[k], src_l[k])
+                edges[("patch", f"adj_{opposite}", "patch")] = (src_l[k], dst_l[k])
+        else:
+            src, dst = torch.cat(src_l), torch.cat(dst_l)
+            edges[("patch", "adjacent", "patch")] = (torch.cat([src, dst]), torch.cat([dst, src]))
+        return edges
 
     def __repr__(self) -> str:
         return (
