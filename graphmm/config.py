@@ -21,6 +21,7 @@ from omegaconf import II, MISSING, DictConfig, OmegaConf
 
 from graphmm.data.augment import augment_schema
 from graphmm.data.io import MAX_IMAGE_PIXELS
+from graphmm.pretrain import PretrainConf
 from graphmm.data.digits import DigitsConfig
 from graphmm.data.sequences import DigitSeqConfig
 from graphmm.utils import library_default  # noqa: F401 - the schemas below use it; re-exported
@@ -100,6 +101,7 @@ class AVDigitsSeqDataConf:
     gap: List[float] = field(default_factory=lambda: [0.05, 0.2])
     val_fraction: float = 0.1
     seed: int = 0
+    test_speakers: Optional[List[str]] = None
 
 
 @dataclass
@@ -193,6 +195,11 @@ class GNNConf:
     activation: str = library_default(_CLASSIFIER, "activation")
     # per node type: where input features come from (learned, or an open_clip tower)
     encoders: Dict[str, FeaturizerConf] = field(default_factory=dict)
+    # start from the encoder and GNN weights (and the fitted graph builder) of this
+    # checkpoint, e.g. a `python -m graphmm pretrain` run's best.pt (graphmm.pretrain)
+    init_from: Optional[str] = None
+    # options of self-supervised pretraining (model.task=pretrain; graphmm.pretrain.PretrainConf)
+    pretrain: PretrainConf = field(default_factory=PretrainConf)
 
 
 @dataclass
@@ -252,6 +259,8 @@ class OptimizerConf:
 
 #: ``trainer.augment``: one block per modality with a registered augmentation, all off
 AugmentConf = augment_schema()
+# named as this module's attribute, so the class pickles by reference (launcher workers)
+AugmentConf.__module__, AugmentConf.__qualname__ = __name__, "AugmentConf"
 
 
 @dataclass
@@ -421,6 +430,13 @@ def _check_model(m: DictConfig) -> None:
     for ntype, spec in (m.get("encoders") or {}).items():
         if spec is not None and spec.type not in featurizer_types():
             raise ConfigError(f"model.encoders.{ntype}.type={spec.type!r} is not one of {featurizer_types()}")
+    if m.get("init_from"):
+        from graphmm.pretrain import checkpoint_path
+
+        try:
+            checkpoint_path(m.init_from)
+        except FileNotFoundError as err:
+            raise ConfigError(str(err)) from None
 
 
 def _check_graph(g: DictConfig) -> None:

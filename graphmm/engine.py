@@ -547,9 +547,11 @@ class ProgressCallback(Callback):
         self.batches.close()
 
     def on_validation_end(self, engine: Engine, row: dict[str, float]) -> None:
-        headline = "acc" if "val/acc" in row else "exact"
-        shown = {"loss": f"{row['train/loss']:.4f}", f"val_{headline}": f"{row[f'val/{headline}']:.4f}"}
-        shown[f"val_{self.monitor.split('/', 1)[1]}"] = f"{row[self.monitor]:.4f}"  # when not the headline
+        shown = {"loss": f"{row['train/loss']:.4f}"}
+        # the task's headline metric (acc, exact), if it has one, then the monitored one
+        for key in ("val/acc", "val/exact", self.monitor):
+            if key in row:
+                shown[key.replace("/", "_")] = f"{row[key]:.4f}"
         self.epochs.set_postfix(shown)
 
     def on_train_epoch_end(self, engine: Engine) -> None:

@@ -238,12 +238,18 @@ def config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tup
     diff = {}
     for key in sorted(a.keys() | b.keys()):
         va, vb = a.get(key, _ABSENT), b.get(key, _ABSENT)
-        # a key that a later version added, unset (``graph.video: null``), changes nothing
-        if (va is _ABSENT and vb in (None, {})) or (vb is _ABSENT and va in (None, {})):
+        # a key that a later version added, unset (``graph.video: null``, an augmentation
+        # setting of 0) or only read by another task (model.pretrain.*), changes nothing
+        if (va is _ABSENT or vb is _ABSENT) and (_unset(vb if va is _ABSENT else va) or key.startswith("model.pretrain.")):
             continue
         if key not in RESUME_IGNORED_KEYS and va != vb:
             diff[key] = tuple("<absent>" if v is _ABSENT else v for v in (va, vb))
     return diff
+
+
+def _unset(value: Any) -> bool:
+    """Whether a value means "off": ``None``, empty, zero or false."""
+    return value is None or value == {} or (isinstance(value, (bool, int, float)) and not value)
 
 
 def _task_as_target(cfg: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -89,6 +89,16 @@ class Task:
         """Arguments of the model constructor that come from the data."""
         raise NotImplementedError
 
+    def prepare_splits(self, splits: dict[str, list[Sample]]) -> dict[str, list[Sample]]:
+        """The splits the run uses, after screening (default: as they are)."""
+        return splits
+
+    def wrap_model(self, model: torch.nn.Module, builder: MultimodalGraphBuilder,
+                   samples: Sequence[Sample]) -> torch.nn.Module:
+        """The module the loop trains around the built model (default: the model itself;
+        pretraining adds its reconstruction heads). ``samples``: the training split."""
+        return model
+
     def collate(self, builder: MultimodalGraphBuilder) -> Any:
         """A picklable ``samples -> (graph, y)`` for the DataLoader."""
         raise NotImplementedError
@@ -147,6 +157,9 @@ def list_tasks() -> list[str]:
 def get_task(name: str) -> type[Task]:
     """The task class registered under ``name``; an unknown name lists the known ones."""
     from graphmm.config import ConfigError  # deferred: config imports this module lazily too
+
+    if name not in _TASKS and name == "pretrain":
+        import graphmm.pretrain  # noqa: F401 - registers the pretraining task
 
     if name not in _TASKS:
         raise ConfigError(f"model.task={name!r} is not one of {list_tasks()} (or a _target_ node naming a Task class)")
@@ -268,7 +281,8 @@ def build_model(
 
     kwargs = to_container(model_cfg)
     # the task and the keys it reads (targets, decoding) configure the run, not the module
-    for key in ("task", *task_class(kwargs.get("task", "classification")).config_keys):
+    # model.init_from and model.pretrain configure how the run starts and pretrains
+    for key in ("task", "init_from", "pretrain", *task_class(kwargs.get("task", "classification")).config_keys):
         kwargs.pop(key, None)
     heads = kwargs.pop("heads")
     conv_kwargs = dict(kwargs.pop("conv_kwargs") or {})

@@ -50,6 +50,7 @@ from graphmm.runstate import (
     EpochSampler,
     EpochView,
     check_resume_config,
+    config_diff,
     find_last_run,
     load_resume_state,
     rebuild_scheduler,
@@ -458,6 +459,7 @@ def prepare_data(cfg: DictConfig, out: Path, ctx: DistContext | None = None, pro
     builder: MultimodalGraphBuilder = instantiate(cfg.graph)
     task = make_task(cfg.model)
     splits, skipped = screen_samples(splits, builder, on_error, progress=progress, task=task, record=skip_rows)
+    splits = task.prepare_splits(splits)
     n_skipped = read_skipped + sum(skipped.values())
     if ctx.is_main and skip_rows:
         _write_rows(out / "skipped.csv", skip_rows, SKIPPED_COLUMNS)
@@ -467,7 +469,10 @@ def prepare_data(cfg: DictConfig, out: Path, ctx: DistContext | None = None, pro
             "text: truncated %d document(s) to graph.text.max_tokens=%d words (null keeps every word)",
             truncated, builder.text.max_tokens,
         )
-    fit_builder(builder, splits["train"], progress=progress)
+    if cfg.model.get("init_from"):
+        _builder_from_checkpoint(cfg, builder)
+    else:
+        fit_builder(builder, splits["train"], progress=progress)
     if cfg.trainer.cache_dir:
         builder.use_cache(cfg.trainer.cache_dir)  # per-sample features reused by later epochs, runs and sweep jobs
     task.fit(splits, class_names)
@@ -480,13 +485,41 @@ def prepare_data(cfg: DictConfig, out: Path, ctx: DistContext | None = None, pro
     return _Data(splits, builder, task, n_skipped, truncated)
 
 
+def _builder_from_checkpoint(cfg: DictConfig, builder: MultimodalGraphBuilder) -> None:
+    """``model.init_from``: the checkpoint's fitted builder (vocabulary, statistics), so
+    that its weights see the inputs they were trained on; its graph recipe must be this one."""
+    from graphmm.pretrain import checkpoint_path
+    from graphmm.utils import load_checkpoint
+
+    path = checkpoint_path(cfg.model.init_from)
+    state = load_checkpoint(path, map_location="cpu")
+    if "builder" not in state or "config" not in state:
+        raise ConfigError(f"model.init_from={str(path)!r} is not a checkpoint of a graphmm run (no builder state)")
+    diff = config_diff(state["config"].get("graph", {}), to_container(cfg.graph))
+    if diff:
+        shown = "; ".join(f"graph.{k}: {a!r} -> {b!r}" for k, (a, b) in list(diff.items())[:4])
+        raise ConfigError(f"model.init_from={str(path)!r} was trained on another graph recipe ({shown}); "
+                          f"use the same graph.* config")
+    builder.load_state_dict(state["builder"])
+    log.info("graph builder from %s (model.init_from): its vocabulary and statistics, not refitted", path)
+
+
 def build_engine(
     cfg: DictConfig, data: _Data, out: Path, device: torch.device, ctx: DistContext, progress: bool = False
 ) -> Engine:
     """The model, optimizer, scheduler and loaders the config asks for, in an
     :class:`~graphmm.engine.Engine` with the callbacks of ``trainer``."""
     tcfg, builder, task = cfg.trainer, data.builder, data.task
-    model = build_model(cfg.model, builder, **task.model_kwargs()).to(device)
+    model = build_model(cfg.model, builder, **task.model_kwargs())
+    if cfg.model.get("init_from"):
+        from graphmm.pretrain import load_pretrained
+
+        try:
+            loaded = load_pretrained(model, cfg.model.init_from)
+        except ValueError as err:  # another model config: the user's to fix, one line
+            raise ConfigError(str(err)) from None
+        log.info("model.init_from: %d encoder and GNN tensors from %s", len(loaded), cfg.model.init_from)
+    model = task.wrap_model(model, builder, data.splits["train"]).to(device)
     optimizer = instantiate(tcfg.optimizer)(params=model.parameters())
     scheduler = instantiate(tcfg.scheduler)(optimizer=optimizer) if tcfg.scheduler is not None else None
     log.info("model: %d parameters", sum(p.numel() for p in model.parameters()))

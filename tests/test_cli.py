@@ -17,10 +17,10 @@ PACKAGE = Path(graphmm.__file__).parent
 
 
 def test_dispatcher_usage_and_unknown_commands(capsys):
-    assert main([]) == 2 and "usage: python -m graphmm {train,predict,inspect}" in capsys.readouterr().out
+    assert main([]) == 2 and "usage: python -m graphmm {train,pretrain,predict,inspect}" in capsys.readouterr().out
     assert main(["--help"]) == 0
     assert main(["fit"]) == 2
-    assert capsys.readouterr().err.strip() == "graphmm: error: unknown command 'fit'; choose one of train, predict, inspect"
+    assert capsys.readouterr().err.strip() == "graphmm: error: unknown command 'fit'; choose one of train, pretrain, predict, inspect"
 
 
 def test_train_runs_through_the_dispatcher(tmp_path, capsys):
@@ -59,7 +59,7 @@ def test_no_argument_parsing_outside_the_cli_package():
                 if "argparse" in names:
                     offenders.append(f"{rel}:{node.lineno} argparse")
     assert offenders == []
-    for name in ("train", "predict"):
+    for name in ("train", "predict", "pretrain"):
         assert f"from graphmm.cli.{name} import main" in (PACKAGE / f"{name}.py").read_text()
     # no runnable module is named like a standard-library module that it would shadow
     # when run as a script (its folder goes first on sys.path)

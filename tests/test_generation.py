@@ -328,6 +328,24 @@ def test_avdigits_seq_on_real_data(make_cfg, tmp_path) -> None:
         load_avdigits_seq(str(tmp_path))
 
 
+@pytest.mark.skipif(not (SHARED_DATA / "fsdd").is_dir(), reason=f"real data not found at {SHARED_DATA}")
+def test_avdigits_seq_speaker_split_never_hears_the_test_speaker(make_cfg) -> None:
+    import numpy as np
+
+    from graphmm.data.audio_folder import read_audio_records
+    from graphmm.data.sequences import _recording_pools, load_avdigits_seq
+
+    records = read_audio_records(str(SHARED_DATA / "fsdd" / "recordings"), sample_rate=8000)
+    train, val, test = _recording_pools(records, 0.1, np.random.default_rng(0), ["george", "lucas"])
+    assert {records[i].speaker for i in test} == {"george", "lucas"}
+    assert not {records[i].speaker for i in [*train, *val]} & {"george", "lucas"}
+    assert len(train) + len(val) + len(test) == len(records) and len(test) == 1000
+    with pytest.raises(ValueError, match=r"no recording of \['bob'\]"):
+        load_avdigits_seq(str(SHARED_DATA), num_samples=[4, 2, 2], test_speakers=["bob"])
+    cfg = make_cfg(["experiment=avdigits_seq_speakers", f"data.root={SHARED_DATA}"])
+    assert cfg.data.test_speakers == ["george"] and cfg.data.modalities == ["audio"] and cfg.graph.image is None
+
+
 def test_generation_model_on_a_dataset_without_targets_fails_before_loading(make_cfg) -> None:
     cfg = make_cfg(["data=textcls", "data.name=mr", "model=graph_seq2seq", "trainer.monitor=val/wer",
                     "graph.image=null", "graph.audio=null"])

@@ -3,6 +3,7 @@
 One command, three subcommands, each composed by Hydra from ``graphmm/conf``::
 
     python -m graphmm train   [overrides]            # the same as python -m graphmm.train
+    python -m graphmm pretrain [overrides]           # self-supervised; then train model.init_from=...
     python -m graphmm predict ckpt_path=RUN input.image=digit.png
     python -m graphmm inspect split=test index=3 out=graph.png
     graphmm <command> ...                             # the installed script
@@ -33,13 +34,15 @@ __all__ = ["COMMANDS", "hydra_command", "main", "one_line", "run_app"]
 #: Subcommand -> module whose ``main(argv) -> int`` runs it.
 COMMANDS: dict[str, str] = {
     "train": "graphmm.cli.train",
+    "pretrain": "graphmm.cli.pretrain",
     "predict": "graphmm.cli.predict",
     "inspect": "graphmm.cli.inspect_graph",
 }
 
-USAGE = """usage: python -m graphmm {train,predict,inspect} [key=value ...] [--help]
+USAGE = """usage: python -m graphmm {train,pretrain,predict,inspect} [key=value ...] [--help]
 
   train    train a model (Hydra config graphmm/conf/config.yaml; also python -m graphmm.train)
+  pretrain self-supervised pretraining of a model's encoders and GNN (then train model.init_from=...)
   predict  classify one input, or generate its text, with a trained checkpoint
   inspect  draw one sample's graph to a PNG (and GraphML)
 

@@ -252,11 +252,14 @@ def load_avdigits_seq(
     seed: int = 0,
     mnist: str = "mnist/train.npz",
     fsdd: str = "fsdd/recordings",
+    test_speakers: Sequence[str] | None = None,
 ) -> dict[str, list[Sample]]:
     """Digit sequences from real data: MNIST strips and Free Spoken Digit recordings.
 
     Pools: the recordings follow the Free Spoken Digit rule (takes 0-4 test, the rest
-    train, ``val_fraction`` of train for validation, seeded); MNIST's ``train.npz`` is
+    train, ``val_fraction`` of train for validation, seeded), or, with ``test_speakers``,
+    are speaker-independent (every recording of those speakers is test, none of them
+    is heard in training or validation); MNIST's ``train.npz`` is
     split into the same fractions as the recordings (seeded, stratified), so no image
     or recording of a val/test sequence occurs in training.
 
@@ -271,12 +274,15 @@ def load_avdigits_seq(
         seed: Seed of every draw. Default: ``0``.
         mnist: Path of the image arrays under ``root``. Default: ``"mnist/train.npz"``.
         fsdd: Folder of the recordings under ``root``. Default: ``"fsdd/recordings"``.
+        test_speakers: Speakers whose recordings make the test pool (e.g. ``["george"]``).
+            Default: ``None`` (the takes rule).
 
     Returns:
         dict[str, list[Sample]]: ``{"train", "val", "test"}`` with ``target`` set.
 
     Raises:
         FileNotFoundError: ``root`` lacks the images or the recordings.
+        ValueError: A test speaker that no recording has, or no speaker left for training.
     """
     from graphmm.data.audio_folder import read_audio_records
     from graphmm.data.images import read_image_arrays
@@ -294,7 +300,7 @@ def load_avdigits_seq(
 
     records = read_audio_records(str(base / fsdd), sample_rate=sample_rate)
     rec_labels = np.array([int(r.label) for r in records])
-    rec_pools = _recording_pools(records, val_fraction, rngs["pool"])
+    rec_pools = _recording_pools(records, val_fraction, rngs["pool"], test_speakers)
     images, img_labels = read_image_arrays(str(base / mnist))
     fractions = tuple(len(p) / len(records) for p in rec_pools)
     img_pools = _stratified_split(img_labels.numpy(), fractions, rngs["pool"])
@@ -318,10 +324,21 @@ def load_avdigits_seq(
     return out
 
 
-def _recording_pools(records: Sequence[Any], val_fraction: float, rng: np.random.Generator) -> list[np.ndarray]:
+def _recording_pools(records: Sequence[Any], val_fraction: float, rng: np.random.Generator,
+                     test_speakers: Sequence[str] | None = None) -> list[np.ndarray]:
     """Indices of the train, val and test recordings: the Free Spoken Digit rule (takes
-    0-4 test), then a seeded ``val_fraction`` of the train recordings for validation."""
-    test_rec = np.array([r.take is not None and r.take < 5 for r in records])
+    0-4 test) or the recordings of ``test_speakers``, then a seeded ``val_fraction`` of
+    the train recordings for validation."""
+    if test_speakers:
+        speakers = {r.speaker for r in records}
+        unknown = sorted(set(test_speakers) - speakers)
+        if unknown:
+            raise ValueError(f"data.test_speakers: no recording of {unknown}; the speakers are {sorted(speakers - {None})}")
+        if not speakers - set(test_speakers):
+            raise ValueError("data.test_speakers names every speaker: none is left for training")
+        test_rec = np.array([r.speaker in set(test_speakers) for r in records])
+    else:
+        test_rec = np.array([r.take is not None and r.take < 5 for r in records])
     train_rec = np.flatnonzero(~test_rec)
     val_mask = np.zeros(len(records), dtype=bool)
     val_mask[rng.permutation(train_rec)[: int(round(val_fraction * len(train_rec)))]] = True

@@ -72,6 +72,7 @@ class PatchEncoder(nn.Module):
         return h
 
 
-register_modality("image", ntype="patch", summary_id=1, encoder=PatchEncoder, schema=ImageGraphConf, default_on=True)(
+register_modality("image", ntype="patch", summary_id=1, encoder=PatchEncoder, schema=ImageGraphConf, default_on=True,
+                  masked=("pixels", "regress"))(
     ImageGraphBuilder
 )

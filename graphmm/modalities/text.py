@@ -68,4 +68,6 @@ class WordEncoder(nn.Module):
         return self.embed(token.long()) + self.pos(node_field(data, "word", "pos"))
 
 
-register_modality("text", ntype="word", summary_id=0, encoder=WordEncoder, schema=TextGraphConf, default_on=True)(TextGraphBuilder)
+# masked: what self-supervised pretraining hides and predicts (graphmm.pretrain)
+register_modality("text", ntype="word", summary_id=0, encoder=WordEncoder, schema=TextGraphConf, default_on=True,
+                  masked=("token", "class"))(TextGraphBuilder)

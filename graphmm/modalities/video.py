@@ -147,7 +147,8 @@ class VideoPatchEncoder(nn.Module):
 _DEFAULTS = VideoGraphConf()
 
 
-@register_modality("video", ntype=NTYPE, summary_id=3, encoder=VideoPatchEncoder, schema=VideoGraphConf)
+@register_modality("video", ntype=NTYPE, summary_id=3, encoder=VideoPatchEncoder, schema=VideoGraphConf,
+                   masked=("pixels", "regress"))
 class VideoGraphBuilder:
     """Builds ``vpatch`` nodes from :math:`(T, C, H, W)` clips (see the module docstring).
 
