@@ -193,6 +193,8 @@ class GNNConf:
     aggregate: str = library_default(_CLASSIFIER, "aggregate")
     dropout: float = library_default(_CLASSIFIER, "dropout")
     activation: str = library_default(_CLASSIFIER, "activation")
+    # all relations of a GNN layer in one fused pass (false: one module per relation)
+    fused: bool = library_default(_CLASSIFIER, "fused")
     # per node type: where input features come from (learned, or an open_clip tower)
     encoders: Dict[str, FeaturizerConf] = field(default_factory=dict)
     # start from the encoder and GNN weights (and the fitted graph builder) of this

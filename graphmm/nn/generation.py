@@ -404,6 +404,8 @@ class GraphSeq2Seq(_Seq2SeqBase):
         pad_id, bos_id, eos_id: Special token ids. Default: ``0, 1, 2``.
         encoders: Per node type, where input features come from (see
             :class:`NodeEncoders`). Default: ``None`` (all learned).
+        fused: Run each GNN layer's relations as one fused computation where the conv
+            allows it (see :class:`HeteroGNN`). Default: ``True``.
 
     Example:
         >>> import torch
@@ -445,6 +447,7 @@ class GraphSeq2Seq(_Seq2SeqBase):
         bos_id: int = 1,
         eos_id: int = 2,
         encoders: Mapping[str, Mapping[str, Any]] | None = None,
+        fused: bool = True,
     ) -> None:
         super().__init__()
         if not in_dims:
@@ -460,6 +463,7 @@ class GraphSeq2Seq(_Seq2SeqBase):
             self.canonical_etypes, hidden, num_layers=num_layers, conv=conv,
             conv_kwargs=dict(conv_kwargs) if conv_kwargs is not None else None,
             aggregate=aggregate, dropout=dropout, activation=activation, output_ntypes=self.memory_ntypes,
+            fused=fused,
         )
         self.memory = NodeMemory(self.memory_ntypes, hidden)
         self.head = GenerationHead(

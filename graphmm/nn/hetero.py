@@ -12,9 +12,11 @@ from torch import Tensor, nn
 from graphmm.graphtypes import CanonicalEType
 
 from .conv import get_activation
+from . import fused as fused_mod
+from .fused import FusedKernel, RelationIndex, fused_kernel, has_hooks
 from .registry import build_conv, get_conv
 
-__all__ = ["AGGREGATES", "CanonicalEType", "HeteroGNN", "RelationGraphConv", "as_canonical_etypes"]
+__all__ = ["AGGREGATES", "CanonicalEType", "HeteroGNN", "RelationGraphConv", "RelationIndex", "as_canonical_etypes"]
 
 
 #: Ways to combine the outputs of several relations that end in one node type.
@@ -56,6 +58,11 @@ class RelationGraphConv(HeteroGraphConv):
     the bare name. Relations whose source or destination type has no input
     features are skipped; a relation with zero edges still runs so that a sample
     gives the same result alone and inside any batch.
+
+    Given a :class:`~graphmm.nn.fused.RelationIndex` of the graph, the layer runs
+    all relations as one fused computation (:mod:`graphmm.nn.fused`) where its
+    modules allow it (``gat``, ``gcn``, ``sum`` with ``sum``/``mean`` aggregation);
+    the result is the same as one module per relation.
 
     Args:
         mods: One module per canonical edge type.
@@ -99,6 +106,17 @@ class RelationGraphConv(HeteroGraphConv):
         self.skip = frozenset(tuple(c) for c in skip)
         self.aggregate = aggregate
 
+    def _fused_kernel(self, mods: list[nn.Module]) -> FusedKernel | None:
+        # the modules' options do not change, so they are checked once per list of
+        # modules; hooks come and go (graphmm.predict adds some), so they are not cached
+        if any(has_hooks(m) for m in mods):
+            return None
+        key = (self.aggregate, *map(id, mods))
+        cache = self.__dict__.setdefault("_fused_cache", {})
+        if key not in cache:
+            cache[key] = fused_kernel(mods, self.aggregate)
+        return cache[key]
+
     def _combine(self, outs: list[Tensor], ntype: str) -> Tensor:
         if self.aggregate == "sum":
             # pairwise adds: the same sums as DGL's stack-then-sum, without the
@@ -114,6 +132,7 @@ class RelationGraphConv(HeteroGraphConv):
         g: dgl.DGLGraph,
         inputs: Mapping[str, Tensor],
         return_attention: bool = False,
+        index: RelationIndex | None = None,
     ) -> dict[str, Tensor] | tuple[dict[str, Tensor], dict[CanonicalEType, Tensor]]:
         """Run every relation module and aggregate per destination type.
 
@@ -122,23 +141,36 @@ class RelationGraphConv(HeteroGraphConv):
             inputs: Node features per type.
             return_attention: Also return ``(E, heads)`` attention per relation
                 from modules that support it.
+            index: ``RelationIndex(g)``, shared by the layers of one forward pass:
+                run the relations fused where the modules allow it. ``None`` (the
+                default): one module per relation.
 
         Returns:
             Aggregated outputs per destination type, and the attention dict if
             requested.
         """
-        outputs: dict[str, list[Tensor]] = {}
-        attention: dict[CanonicalEType, Tensor] = {}
+        rels: list[CanonicalEType] = []
         for cet in g.canonical_etypes:
             stype, _, dtype = cet
             if stype not in inputs or dtype not in inputs or cet in self.skip:
                 continue
-            mod = self.mod_dict.get(cet)
-            if mod is None:
+            if cet not in self.mod_dict:
                 raise KeyError(
                     f"the graph has relation {cet} but the model has no module for it; "
                     f"build the model with canonical_etypes=g.canonical_etypes."
                 )
+            rels.append(cet)
+        if index is not None:
+            mods = [self.mod_dict[cet] for cet in rels]
+            kernel = self._fused_kernel(mods)
+            if kernel is not None:
+                rst, attention = kernel(mods, index.plan(rels), inputs, self.aggregate, return_attention)
+                return (rst, attention) if return_attention else rst
+        outputs: dict[str, list[Tensor]] = {}
+        attention = {}
+        for cet in rels:
+            stype, _, dtype = cet
+            mod = self.mod_dict[cet]
             feat = (inputs[stype], inputs[dtype])
             if return_attention and getattr(mod, "supports_attention", False):
                 out, attn = mod(g[cet], feat, get_attention=True)
@@ -186,6 +218,13 @@ class HeteroGNN(nn.Module):
         output_ntypes: Node types whose final states are used downstream. The last
             layer only runs the relations into these types; the others keep their
             previous state. Default: ``None`` (all types).
+        fused: Run each layer's relations as one fused computation
+            (:mod:`graphmm.nn.fused`: one product per node type, one softmax and one
+            aggregation over all edges) where the conv allows it (``gat``, ``gcn``,
+            ``sum`` with ``sum``/``mean`` aggregation, no hooks on the modules) and the
+            graph has at most :data:`graphmm.nn.fused.FUSED_MAX_EDGES` edges. It
+            computes the same function with the same parameters; ``False`` runs one
+            module per relation (the reference). Default: ``True``.
 
     Example:
         >>> import dgl, torch
@@ -221,6 +260,7 @@ class HeteroGNN(nn.Module):
         dropout: float = 0.1,
         activation: str | Callable[[Tensor], Tensor] | None = "relu",
         output_ntypes: Sequence[str] | None = None,
+        fused: bool = True,
     ) -> None:
         super().__init__()
         get_conv(conv)  # fail early, listing the known names
@@ -241,6 +281,7 @@ class HeteroGNN(nn.Module):
         self.conv = conv
         self.conv_kwargs = dict(conv_kwargs) if conv_kwargs is not None else {}
         self.aggregate = aggregate
+        self.fused = bool(fused)
         self.activation = get_activation(activation)
         self.dropout = nn.Dropout(dropout)
         dst_types = sorted({t for _, _, t in self.canonical_etypes})
@@ -313,13 +354,16 @@ class HeteroGNN(nn.Module):
                 )
         h = dict(h)
         attention: dict[CanonicalEType, list[Tensor]] = {}
+        # the graph's relations indexed once for all layers (fused path)
+        use_fused = self.fused and self.num_layers > 0 and g.num_edges() <= fused_mod.FUSED_MAX_EDGES
+        index = RelationIndex(g) if use_fused else None
         for layer, norms in zip(self.layers, self.norms):
             if return_attention:
-                out, attn = layer(g, h, return_attention=True)
+                out, attn = layer(g, h, return_attention=True, index=index)
                 for cet, a in attn.items():
                     attention.setdefault(cet, []).append(a)
             else:
-                out = layer(g, h)
+                out = layer(g, h, index=index)
             new_h = dict(h)
             for ntype, z in out.items():
                 if self.activation is not None:

@@ -71,6 +71,9 @@ class GraphClassifier(nn.Module):
         wide_dropout: Probability of dropping a wide term in training. Default: ``0.0``.
         wide_norm: Per-sample scaling of the wide id terms (``"sum"``, ``"mean"``,
             ``"sqrt"``). Default: ``"sqrt"``.
+        fused: Run each GNN layer's relations as one fused computation where the conv
+            allows it (see :class:`HeteroGNN`); the same function and parameters as one
+            module per relation (``False``). Default: ``True``.
 
     Example:
         >>> import dgl, torch
@@ -123,6 +126,7 @@ class GraphClassifier(nn.Module):
         wide_buckets: int = 262144,
         wide_dropout: float = 0.0,
         wide_norm: str = "sqrt",
+        fused: bool = True,
     ) -> None:
         super().__init__()
         if not in_dims:
@@ -159,6 +163,7 @@ class GraphClassifier(nn.Module):
             dropout=dropout,
             activation=activation,
             output_ntypes=pooled,
+            fused=fused,
         )
         self.readout = TypeReadout(pooled, hidden, pool=pool, fusion=fusion)
         self.head = ClassificationHead(

@@ -1,0 +1,980 @@
+r"""All relations of one heterogeneous layer in a few large kernels.
+
+:class:`graphmm.nn.hetero.RelationGraphConv` runs one module per relation: a
+relation view of the graph and a handful of small kernels each, 13 relations per
+layer in the default schema. On the usual samples (hundreds of nodes) that
+per-relation overhead, not arithmetic, is the cost of a layer. The fused path
+computes the same function in one pass over all relations:
+
+* Each relation keeps its own module and weights (state dicts, checkpoints and
+  ``reset_parameters`` are those of the per-relation path); the weights are
+  stacked at call time.
+* Per **source** type :math:`s` one matrix product projects its nodes for every
+  relation leaving :math:`s` at once, :math:`h_s [W_{r_1} \| W_{r_2} \| \dots]`:
+  row :math:`i R_s + k` of the result is node :math:`i` as seen by the
+  :math:`k`-th of the :math:`R_s` relations leaving :math:`s`. The attention
+  scores of all relations leaving or entering a type are a second product.
+* The softmax works per **group**, a (destination node, relation) pair, row
+  :math:`j R^t + k` for node :math:`j` of type :math:`t` and its :math:`k`-th
+  relation, so each relation keeps its own softmax over its in-edges.
+* The weighted sum goes straight into the destination nodes, one sparse product
+  for all edges of all relations, which is also the sum over relations; then each
+  destination type gets the biases of all relations into it, whether its nodes
+  have in-edges or not.
+
+:class:`RelationIndex` indexes a graph's relations once per forward pass (not per
+layer), :func:`fused_kernel` says whether a layer's modules can run fused
+(``gat``, ``gcn`` and ``sum`` with ``sum``/``mean`` aggregation, no activation of
+their own, no hooks); other layers run per relation. On CPU the GAT path uses
+only torch operators (sparse CSR products); elsewhere DGL's kernels.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dgl
+import torch
+from dgl.nn.functional import edge_softmax
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+from graphmm.graphtypes import CanonicalEType
+
+from .conv import GATLayer, GCNLayer, SumConv
+
+__all__ = ["FUSED_MAX_EDGES", "FusedKernel", "RelationIndex", "RelationPlan", "fused_forward", "fused_kernel", "has_hooks"]
+
+#: Cross-relation aggregations the fused path computes (``max``/``min`` run per relation).
+FUSED_AGGREGATES: tuple[str, ...] = ("sum", "mean")
+
+#: Graphs with more edges run per relation (:class:`graphmm.nn.HeteroGNN`): there the
+#: per-relation overhead is a vanishing share of the work, and the fused path's index
+#: (several integers per edge and head) would add to the peak memory.
+FUSED_MAX_EDGES = 2**20
+
+
+@dataclass
+class RelationPlan:
+    """Edges of an ordered list of relations as rows of one table-to-group graph.
+
+    Attributes:
+        rels: The relations, in the order their edges are stored.
+        src_types: Source types, each with the positions (into ``rels``) of the
+            relations leaving it, in slot order.
+        dst_types: Destination types, each with the positions of the relations
+            into it, in slot order.
+        src_offset: First table row of each source type (its ``N_s * R_s`` rows).
+        dst_offset: First group row of each destination type (``N_t * R^t`` rows).
+        node_offset: First row of each destination type among all destination nodes
+            (``num_dst`` rows, the types in the order of ``dst_types``).
+        num_nodes: Nodes per type.
+        num_rows, num_groups, num_dst: Table rows, groups and destination nodes.
+        edge_offset: ``len(rels) + 1`` edge offsets: edge ``e`` of relation
+            ``rels[r]`` is stored at ``edge_offset[r] + e``, so relation ``r``'s edges
+            keep their ids (in :attr:`graph` and every per-edge tensor).
+        src_rows, group_rows, node_rows: Per edge its table row, group and
+            destination node row.
+        src_ids, dst_ids: Per edge its source and destination node within their types.
+        edge_counts: Edges per relation, ``(R,)``.
+    """
+
+    rels: tuple[CanonicalEType, ...]
+    src_types: dict[str, list[int]]
+    dst_types: dict[str, list[int]]
+    src_offset: dict[str, int]
+    dst_offset: dict[str, int]
+    node_offset: dict[str, int]
+    num_nodes: dict[str, int]
+    num_rows: int
+    num_groups: int
+    num_dst: int
+    edge_offset: list[int]
+    src_rows: Tensor
+    group_rows: Tensor
+    node_rows: Tensor
+    src_ids: Tensor
+    dst_ids: Tensor
+    edge_counts: Tensor
+    _index: dict[tuple[str, str], Tensor] = field(default_factory=dict)
+    _degrees: tuple[Tensor, Tensor] | None = None
+    _graph: dgl.DGLGraph | None = None
+    _agg_graph: dgl.DGLGraph | None = None
+    _rev_agg_graph: dgl.DGLGraph | None = None
+    _layouts: dict[tuple[int, bool], AttentionLayout] = field(default_factory=dict)
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def per_edge(self, values: Sequence[int]) -> Tensor:
+        """One value per relation of :attr:`rels`, repeated for each of its edges."""
+        t = torch.tensor(values, dtype=self.src_ids.dtype, device=self.src_ids.device)
+        return t.repeat_interleave(self.edge_counts)
+
+    @property
+    def score_rows(self) -> RowGroups:
+        """Per type of :attr:`ntypes`, the rows of stacked ``(2 R, ...)`` scores of the
+        relations leaving it, then (shifted by ``R``) of those entering it."""
+        if "score_rows" not in self._cache:
+            n = len(self.rels)
+            self._cache["score_rows"] = RowGroups([self._positions("score", t) for t in self.ntypes], 2 * n)
+        return self._cache["score_rows"]
+
+    def attention_layout(self, heads: int, split: bool) -> AttentionLayout:
+        """The GAT aggregation of this plan for ``heads`` heads (cached); ``split``
+        lets relations into much smaller types aggregate first (:class:`AttentionLayout`)."""
+        key = (heads, split)
+        if key not in self._layouts:
+            self._layouts[key] = AttentionLayout.build(self, heads, split)
+        return self._layouts[key]
+
+    @property
+    def graph(self) -> dgl.DGLGraph:
+        """Bipartite DGL block from the ``num_rows`` table rows to the ``num_groups``
+        groups, one edge per edge of :attr:`rels` in storage order."""
+        if self._graph is None:
+            self._graph = dgl.create_block(
+                (self.src_rows, self.group_rows), num_src_nodes=self.num_rows, num_dst_nodes=self.num_groups,
+                device=self.src_rows.device,
+            )
+        return self._graph
+
+    @property
+    def agg_graph(self) -> dgl.DGLGraph:
+        """Bipartite DGL block from the table rows straight to the destination nodes
+        (``num_dst``), the edges as in :attr:`graph`: summing over it sums over the
+        relations as well."""
+        if self._agg_graph is None:
+            self._agg_graph = dgl.create_block(
+                (self.src_rows, self.node_rows), num_src_nodes=self.num_rows, num_dst_nodes=self.num_dst,
+                device=self.src_rows.device,
+            )
+        return self._agg_graph
+
+    @property
+    def rev_agg_graph(self) -> dgl.DGLGraph:
+        """:attr:`agg_graph` reversed (destination nodes to table rows, same edge ids)."""
+        if self._rev_agg_graph is None:
+            self._rev_agg_graph = dgl.create_block(
+                (self.node_rows, self.src_rows), num_src_nodes=self.num_dst, num_dst_nodes=self.num_rows,
+                device=self.src_rows.device,
+            )
+        return self._rev_agg_graph
+
+    def split_dst(self, x: Tensor) -> dict[str, Tensor]:
+        """``(num_dst, ...)`` rows to ``dict[dst_type, (N_t, ...)]``."""
+        # one split, not a slice per type: the backward of a slice is a zero-filled
+        # tensor of the full size per slice, that of a split a single concatenation
+        return dict(zip(self.dst_types, x.split([self.num_nodes[t] for t in self.dst_types])))
+
+    def positions(self, side: str, ntype: str) -> Tensor:
+        """The relation positions leaving (``side="src"``) or entering (``"dst"``)
+        ``ntype`` as a long tensor, for ``index_select`` on stacked weights."""
+        key = (side, ntype)
+        if key not in self._index:
+            pos = self._positions(side, ntype)
+            self._index[key] = torch.tensor(pos, dtype=torch.long, device=self.src_rows.device)
+        return self._index[key]
+
+    @property
+    def ntypes(self) -> list[str]:
+        """Every source or destination type."""
+        return list(dict.fromkeys([*self.src_types, *self.dst_types]))
+
+    def _positions(self, side: str, ntype: str) -> list[int]:
+        if side == "score":  # rows of [source scores (R) ; destination scores (R)]
+            n = len(self.rels)
+            return self.src_types.get(ntype, []) + [n + r for r in self.dst_types.get(ntype, [])]
+        return (self.src_types if side == "src" else self.dst_types)[ntype]
+
+    def take(self, side: str, ntype: str, x: Tensor) -> Tensor:
+        """The rows of ``x`` (one per relation of ``rels``) of the relations leaving
+        (``side="src"``) or entering (``"dst"``) ``ntype``, in slot order; for
+        ``"score"``, rows of ``x`` ``(2 R, ...)`` of the leaving relations, then of
+        the entering ones shifted by ``R``."""
+        pos = self._positions(side, ntype)
+        if pos[-1] - pos[0] == len(pos) - 1:  # consecutive: a view, no copy
+            return x[pos[0] : pos[-1] + 1]
+        return x.index_select(0, self.positions(side, ntype))
+
+    def membership(self, dtype: torch.dtype) -> Tensor:
+        """``(len(dst_types), len(rels))``: 1 where the relation ends in the type."""
+        key = ("membership", str(dtype))
+        if key not in self._index:
+            m = torch.zeros(len(self.dst_types), len(self.rels), dtype=dtype, device=self.src_rows.device)
+            for i, pos in enumerate(self.dst_types.values()):
+                m[i, pos] = 1
+            self._index[key] = m
+        return self._index[key]
+
+    def degrees(self) -> tuple[Tensor, Tensor]:
+        """Per edge: out-degree of its source and in-degree of its destination within
+        its own relation, ``(E,)`` each (table rows and groups are per relation)."""
+        if self._degrees is None:
+            out_deg = torch.bincount(self.src_rows, minlength=self.num_rows)[self.src_rows]
+            in_deg = torch.bincount(self.group_rows, minlength=self.num_groups)[self.group_rows]
+            self._degrees = (out_deg, in_deg)
+        return self._degrees
+
+
+class RelationIndex:
+    """The relations of one (batched) heterograph, indexed for the fused layers.
+
+    Build it once per forward pass and hand it to every layer: the edges of each
+    relation are read from the graph once, and each distinct list of relations (the
+    last layer may run fewer) gets one :class:`RelationPlan`, built on first use.
+
+    Args:
+        g: The heterograph.
+
+    Example:
+        >>> import dgl
+        >>> g = dgl.heterograph({
+        ...     ("word", "next", "word"): ([0, 1], [1, 2]),
+        ...     ("patch", "rev_cross", "word"): ([0], [2]),
+        ...     ("frame", "next", "frame"): ([], []),
+        ... }, num_nodes_dict={"word": 3, "patch": 1, "frame": 0})
+        >>> plan = RelationIndex(g).plan(tuple(g.canonical_etypes))
+        >>> plan.num_rows, plan.num_groups, plan.graph.num_edges()
+        (4, 6, 3)
+        >>> [c[1] for c in plan.rels]
+        ['next', 'rev_cross', 'next']
+        >>> plan.group_rows.tolist()  # into word j by its k-th relation (rev_cross, next): 2 j + k
+        [4, 3, 5]
+    """
+
+    def __init__(self, g: dgl.DGLGraph) -> None:
+        self.graph = g
+        self._edges: dict[CanonicalEType, tuple[Tensor, Tensor]] = {}
+        self._plans: dict[tuple[CanonicalEType, ...], RelationPlan] = {}
+
+    def edges(self, cet: CanonicalEType) -> tuple[Tensor, Tensor]:
+        """``(src, dst)`` node ids of relation ``cet`` in edge-id order."""
+        if cet not in self._edges:
+            self._edges[cet] = self.graph.edges(etype=cet)  # in edge-id order
+        return self._edges[cet]
+
+    def plan(self, rels: Sequence[CanonicalEType]) -> RelationPlan:
+        """The (cached) :class:`RelationPlan` of ``rels``, in this order."""
+        key = tuple(rels)
+        if key not in self._plans:
+            self._plans[key] = self._build(key)
+        return self._plans[key]
+
+    def _build(self, rels: tuple[CanonicalEType, ...]) -> RelationPlan:
+        g = self.graph
+        src_types: dict[str, list[int]] = {}
+        dst_types: dict[str, list[int]] = {}
+        for r, (s, _, t) in enumerate(rels):
+            src_types.setdefault(s, []).append(r)
+            dst_types.setdefault(t, []).append(r)
+        num_nodes = {nt: g.num_nodes(nt) for nt in {*src_types, *dst_types}}
+        src_offset, rows = {}, 0
+        for s, pos in src_types.items():
+            src_offset[s], rows = rows, rows + num_nodes[s] * len(pos)
+        dst_offset, groups, node_offset, num_dst = {}, 0, {}, 0
+        for t, pos in dst_types.items():
+            dst_offset[t], groups = groups, groups + num_nodes[t] * len(pos)
+            node_offset[t], num_dst = num_dst, num_dst + num_nodes[t]
+        # relation r's table row of source node i is src_offset + i * R_s + slot
+        # (likewise for groups); one multiply-add per edge, scalars per relation
+        src_parts, dst_parts, counts, scale, shift = [], [], [], [], []
+        for r, (s, _, t) in enumerate(rels):
+            src, dst = self.edges(rels[r])
+            src_parts.append(src)
+            dst_parts.append(dst)
+            counts.append(src.shape[0])
+            scale.append((len(src_types[s]), len(dst_types[t]), 1))
+            shift.append((src_offset[s] + src_types[s].index(r), dst_offset[t] + dst_types[t].index(r),
+                          node_offset[t]))
+        device = g.device
+        if rels:
+            src_ids, dst_ids = torch.cat(src_parts), torch.cat(dst_parts)
+            n_edges = torch.tensor(counts, device=device)
+            scale_e = torch.tensor(scale, dtype=src_ids.dtype, device=device).repeat_interleave(n_edges, dim=0)
+            shift_e = torch.tensor(shift, dtype=src_ids.dtype, device=device).repeat_interleave(n_edges, dim=0)
+            src_rows = src_ids * scale_e[:, 0] + shift_e[:, 0]
+            group_rows = dst_ids * scale_e[:, 1] + shift_e[:, 1]
+            node_rows = dst_ids + shift_e[:, 2]
+        else:
+            n_edges = torch.zeros(0, dtype=torch.int64, device=device)
+            src_ids = dst_ids = src_rows = group_rows = node_rows = n_edges
+        offsets = [0]
+        for c in counts:
+            offsets.append(offsets[-1] + c)
+        return RelationPlan(
+            rels=rels, src_types=src_types, dst_types=dst_types, src_offset=src_offset, dst_offset=dst_offset,
+            node_offset=node_offset, num_nodes=num_nodes, num_rows=rows, num_groups=groups, num_dst=num_dst,
+            edge_offset=offsets, src_rows=src_rows, group_rows=group_rows, node_rows=node_rows,
+            src_ids=src_ids, dst_ids=dst_ids, edge_counts=n_edges,
+        )
+
+
+#: ``kernel(mods, plan, inputs, aggregate, return_attention) -> (outputs, attention)``.
+FusedKernel = Callable[
+    [Sequence[nn.Module], RelationPlan, Mapping[str, Tensor], str, bool],
+    tuple[dict[str, Tensor], dict[CanonicalEType, Tensor]],
+]
+
+
+def has_hooks(mod: nn.Module) -> bool:
+    """Whether ``mod`` has forward or backward hooks: they expect the module to be
+    called on its relation graph (graphmm.predict records per-relation outputs), so
+    a layer with such a module runs per relation."""
+    return bool(mod._forward_hooks or mod._forward_pre_hooks or mod._backward_hooks)
+
+
+def _same(values: Sequence[object]) -> bool:
+    return all(v == values[0] for v in values[1:])
+
+
+def _gat_fc(mod: GATLayer) -> tuple[nn.Linear, nn.Linear]:
+    return (mod.fc_src, mod.fc_dst) if hasattr(mod, "fc_src") else (mod.fc, mod.fc)
+
+
+def _gat_ok(mods: Sequence[nn.Module]) -> bool:
+    if not all(type(m) is GATLayer for m in mods):
+        return False
+    key = [
+        (m._heads, m._head_feats, m._concat, m.negative_slope, m.feat_drop.p, m.attn_drop.p, m.bias is None,
+         _gat_fc(m)[0].in_features, _gat_fc(m)[1].in_features)
+        for m in mods  # type: ignore[union-attr]
+    ]
+    return _same(key) and all(m.activation is None for m in mods)
+
+
+def _gcn_ok(mods: Sequence[nn.Module]) -> bool:
+    if not all(type(m) is GCNLayer for m in mods):
+        return False
+    convs = [m.conv for m in mods]
+    key = [(c._norm, c.weight is None, c.bias is None, c._in_feats, c._out_feats) for c in convs]
+    return _same(key) and all(c.weight is not None and c._activation is None for c in convs)
+
+
+def _sum_ok(mods: Sequence[nn.Module]) -> bool:
+    if not all(type(m) is SumConv for m in mods):
+        return False
+    key = [(m._linear, m.bias is None, m._in_feats, m._out_feats, m.activation) for m in mods]
+    return _same(key)
+
+
+def fused_kernel(mods: Sequence[nn.Module], aggregate: str) -> FusedKernel | None:
+    """The fused computation for these relation modules, or ``None`` if they must run
+    one by one: an unsupported conv or aggregation, modules of different options, a
+    GAT or GCN with an activation of its own (applied per relation, before the sum),
+    or a module with hooks."""
+    if not mods or aggregate not in FUSED_AGGREGATES or any(has_hooks(m) for m in mods):
+        return None
+    for ok, kernel in ((_gat_ok, _gat), (_gcn_ok, _gcn), (_sum_ok, _sum)):
+        if ok(mods):
+            return kernel
+    return None
+
+
+def fused_forward(
+    mods: Sequence[nn.Module],
+    plan: RelationPlan,
+    inputs: Mapping[str, Tensor],
+    aggregate: str = "sum",
+    return_attention: bool = False,
+) -> tuple[dict[str, Tensor], dict[CanonicalEType, Tensor]]:
+    """Run the modules ``mods`` (one per relation of ``plan.rels``) fused.
+
+    Args:
+        mods: Relation modules, in the order of ``plan.rels``.
+        plan: The relations' :class:`RelationPlan`.
+        inputs: Node features per type, ``(N_t, D)``.
+        aggregate: ``"sum"`` or ``"mean"`` over the relations into a type.
+        return_attention: Also return the ``(E_r, heads)`` attention per relation
+            (GAT only; an empty dict otherwise).
+
+    Returns:
+        ``(outputs, attention)``: ``dict[dst_type, (N_t, D_out)]`` and the attention.
+
+    Raises:
+        ValueError: If the modules cannot run fused (see :func:`fused_kernel`).
+    """
+    kernel = fused_kernel(mods, aggregate)
+    if kernel is None:
+        raise ValueError(
+            f"these relation modules cannot run fused ({sorted({type(m).__name__ for m in mods})}, "
+            f"aggregate={aggregate!r}); run them one by one (HeteroGNN(fused=False))."
+        )
+    return kernel(mods, plan, inputs, aggregate, return_attention)
+
+
+# ---------------------------------------------------------------- helpers
+def _project(plan: RelationPlan, side: str, inputs: Mapping[str, Tensor], weight: Tensor) -> Tensor:
+    r"""One product per node type for all its relations: per source (``side="src"``) or
+    destination (``"dst"``) type :math:`t`, ``h_t @ weight[r].T`` for its relations
+    ``r``, row :math:`i R_t + k` for node :math:`i` and the relation in slot :math:`k`.
+
+    Args:
+        weight: ``(R, C, D_in)`` per relation of ``plan.rels`` (as ``nn.Linear``).
+
+    Returns:
+        ``(num_rows, C)`` for ``"src"``, ``(num_groups, C)`` for ``"dst"``.
+    """
+    parts = []
+    c = weight.shape[1]
+    for t in plan.src_types if side == "src" else plan.dst_types:
+        # (R_t C, D_in): relation k's rows at k C, so row i of the product is
+        # [relation 0 | relation 1 | ...] of node i, i.e. rows i R_t + k after the view
+        w = plan.take(side, t, weight).reshape(-1, weight.shape[2])
+        parts.append(nn.functional.linear(inputs[t], w).view(-1, c))
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def _per_dst(plan: RelationPlan, out: Tensor, bias: Tensor | None, aggregate: str) -> dict[str, Tensor]:
+    """Split the summed destination rows ``out (num_dst, C)`` by type and finish them
+    (:func:`_finish`)."""
+    return _finish(plan, plan.split_dst(out), bias, aggregate)
+
+
+def _finish(plan: RelationPlan, outs: dict[str, Tensor], bias: Tensor | None, aggregate: str) -> dict[str, Tensor]:
+    """Add the relations' biases to the sums over relations per destination type.
+
+    Args:
+        outs: ``dict[t, (N_t, C)]``, each row the sum over all relations into its node.
+        bias: ``(R, C)`` per relation, or ``None``.
+
+    Returns:
+        ``dict[t, (N_t, C)]``, divided by the number of relations into ``t`` for
+        ``aggregate="mean"``.
+    """
+    # every node of t gets the bias of every relation into t, with in-edges or without
+    biases = None if bias is None else plan.membership(bias.dtype) @ bias  # (dst types, C)
+    rst = {}
+    for i, t in enumerate(plan.dst_types):
+        z = outs[t] if biases is None else outs[t] + biases[i]
+        k = len(plan.dst_types[t])
+        rst[t] = z / k if aggregate == "mean" and k > 1 else z
+    return rst
+
+
+def _split_groups(plan: RelationPlan, groups: Tensor) -> tuple[Tensor, ...]:
+    """``(num_groups, ...)`` rows to one ``(N_t * R^t, ...)`` block per destination type."""
+    return groups.split([plan.num_nodes[t] * len(pos) for t, pos in plan.dst_types.items()])
+
+
+def _split_attention(plan: RelationPlan, attn: Tensor) -> dict[CanonicalEType, Tensor]:
+    off = plan.edge_offset
+    return {cet: attn[off[r] : off[r + 1]] for r, cet in enumerate(plan.rels)}
+
+
+# ---------------------------------------------------------------- GAT
+def _gat(
+    mods: Sequence[nn.Module],
+    plan: RelationPlan,
+    inputs: Mapping[str, Tensor],
+    aggregate: str,
+    return_attention: bool,
+) -> tuple[dict[str, Tensor], dict[CanonicalEType, Tensor]]:
+    r""":class:`GATLayer` on every relation at once.
+
+    Per node type :math:`t` two products: the projections :math:`W_r h` for the
+    relations :math:`r` leaving :math:`t`, and all its attention scores, the source
+    scores :math:`(W_r^{k\top} a^k_l)^\top h` of the relations leaving :math:`t` and
+    the destination scores :math:`(W_r^{k\top} a^k_r)^\top h` of those entering it,
+    as one ``(D_in, (R_t + R^t) K)`` product. Then for all edges at once the scores,
+    their softmax per group (one relation's in-edges of one node) and the weighted
+    sum into the destination nodes as one sparse product (:class:`AttentionLayout`).
+    A relation into a type with far fewer nodes (``word -> summary``) sums its
+    sources first and projects the sums, :math:`\sum_j \alpha_{ij} W h_j =
+    W \sum_j \alpha_{ij} h_j`, which skips projecting every source node.
+    """
+    first: GATLayer = mods[0]  # type: ignore[assignment]
+    k, f, n_rel = first._heads, first._head_feats, len(mods)
+    fcs = [_gat_fc(m) for m in mods]  # type: ignore[arg-type]
+    w = torch.stack([fs.weight for fs, _ in fcs])  # (R, K F, D)
+    d = w.shape[-1]
+    # (2 R, K, D): row k of relation r is W_r^{k T} a^k_l (then the a_r ones), so a
+    # score is one product with h, without the (N, K, F) elementwise temporary. Within
+    # one node type the destination projection is the source one: both scores come
+    # from one product with its weight; the others' destination weights add B rows.
+    a = torch.stack([torch.stack([m.attn_l, m.attn_r], 1) for m in mods])  # (R, K, 2, F)
+    both = _ScoreWeights.apply(w.view(n_rel, k, f, d), a)  # (R, K, 2, D)
+    bip = [r for r, (fs, fd) in enumerate(fcs) if fd is not fs]
+    rows = [both[:, :, 0], both[:, :, 1]]
+    if bip:
+        w_dst = torch.stack([fcs[r][1].weight for r in bip]).view(len(bip), k, f, d)
+        a_dst = torch.stack([mods[r].attn_r for r in bip]).unsqueeze(2)  # (B, K, 1, F)
+        rows.append(_ScoreWeights.apply(w_dst, a_dst)[:, :, 0])
+    scores = torch.cat(rows)  # (2 R + B, K, D)
+    if bip:  # the destination scores of relation r: row R + r, or 2 R + its place in bip
+        pick = list(range(2 * n_rel))
+        for b_, r in enumerate(bip):
+            pick[n_rel + r] = 2 * n_rel + b_
+        scores = scores.index_select(0, torch.tensor(pick, device=scores.device))
+    h0 = next(iter(inputs.values()))
+    layout = plan.attention_layout(k, split=_use_sparse(h0))
+    drop = first.feat_drop if first.training and first.feat_drop.p > 0 else None
+    w_rows = layout.weight_rows.take(w)  # one split: per type of pf_src, then of af_dst
+    z, raw, el, er = _gat_inputs(plan, layout, inputs, dict(zip(layout.pf_src, w_rows)), scores, f, drop)
+    if layout.projected is None:  # DGL's kernels
+        e = dgl.ops.u_add_v(plan.graph, el, er)
+        attn = edge_softmax(plan.graph, nn.functional.leaky_relu(e, first.negative_slope))  # (E, K)
+    else:
+        # torch ops only: DGL's kernels run in an OpenMP thread pool of their own, and
+        # two pools waiting for work beside each other slow both down
+        e = el.index_select(0, plan.src_rows) + er.index_select(0, plan.group_rows)
+        attn = _group_softmax(nn.functional.leaky_relu(e, first.negative_slope), plan.group_rows, plan.num_groups)
+    attn = first.attn_drop(attn)
+    # the weighted sum straight into the destination nodes sums over relations too
+    if layout.projected is None:  # DGL's kernels
+        out = _AttentionSum.apply(z, attn, plan)
+    else:
+        out = _SparseAttention.apply(z.reshape(z.shape[0] * k, f), attn, layout.projected)
+    outs = plan.split_dst(out.view(-1, k * f))
+    if layout.summed is not None:
+        sums = _SparseAttention.apply(raw, attn, layout.summed).view(-1, k, d)  # (af groups, K, D)
+        sizes = [plan.num_nodes[t] * len(pos) for t, pos in layout.af_dst.items()]
+        for (t, pos), x, w_t in zip(layout.af_dst.items(), sums.split(sizes), w_rows[len(layout.pf_src):]):
+            # project the sums: per head k, sum over the relations r of x[:, r, k] W_r^k
+            y = torch.einsum("nrkd,rkfd->nkf", x.view(-1, len(pos), k, d), w_t.view(len(pos), k, f, d))
+            outs[t] = outs[t] + y.reshape(-1, k * f)
+    bias = None if first.bias is None else torch.stack([m.bias for m in mods])  # (R, K F)
+    out = _finish(plan, outs, bias, aggregate)
+    if not first._concat:
+        out = {t: z_t.view(-1, k, f).mean(1) for t, z_t in out.items()}
+    return out, (_split_attention(plan, attn) if return_attention else {})
+
+
+class _ScoreWeights(torch.autograd.Function):
+    r"""``(w (n, K, F, D), a (n, K, J, F)) -> (n, K, J, D)``: row :math:`a^{k}_j W^k` per
+    relation and head, the weights of the attention scores. A batched product in the
+    forward pass; the backward pass as broadcast products, since batches of such small
+    products (inner size ``J``) run an order of magnitude below the machine's speed."""
+
+    @staticmethod
+    def forward(ctx: Any, w: Tensor, a: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(w, a)
+        return torch.matmul(a, w)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
+        w, a = ctx.saved_tensors
+        grad_w = grad_a = None
+        if ctx.needs_input_grad[0]:
+            grad_w = a[:, :, 0, :, None] * grad[:, :, 0, None, :]
+            for j in range(1, a.shape[2]):
+                grad_w = grad_w + a[:, :, j, :, None] * grad[:, :, j, None, :]
+        if ctx.needs_input_grad[1]:
+            grad_a = torch.stack([(w * grad[:, :, j, None, :]).sum(-1) for j in range(a.shape[2])], 2)
+        return grad_w, grad_a
+
+
+def _group_softmax(e: Tensor, groups: Tensor, n_groups: int) -> Tensor:
+    r"""Softmax of ``e (E, K)`` over the edges of each group (``groups (E,)``), per head:
+    :math:`\exp(e - m_g) / \sum_{e' \in g} \exp(e' - m_g)` with the group maximum
+    :math:`m_g` (a constant for the gradient, as it cancels)."""
+    k = e.shape[1]
+    with torch.no_grad():
+        peak = e.new_full((n_groups, k), float("-inf"))
+        peak.scatter_reduce_(0, groups.unsqueeze(1).expand(-1, k), e, "amax")
+    ex = torch.exp(e - peak.index_select(0, groups))
+    total = e.new_zeros(n_groups, k).index_add(0, groups, ex)
+    return ex / total.index_select(0, groups)
+
+
+def _gat_inputs(
+    plan: RelationPlan,
+    layout: AttentionLayout,
+    inputs: Mapping[str, Tensor],
+    pf_w: dict[str, Tensor],
+    scores: Tensor,
+    f: int,
+    drop: nn.Dropout | None,
+) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
+    """Projections ``z (projected rows, K, F)`` of the relations that project first,
+    source rows ``raw (summed rows, D)`` of those that sum first (``None`` if none),
+    source scores ``el (rows, K)`` and destination scores ``er (groups, K)``, from the
+    weights ``pf_w[t] (P_t, K F, D)`` of the relations projecting first and the score
+    weights ``scores (2 R, K, D)`` of :func:`_gat`.
+
+    With ``drop`` (``feat_drop`` in training) the inputs are dropped as each relation
+    module drops them: an independent mask per relation, and on a relation within one
+    node type the same mask for its source and destination side (``h_dst = h_src``).
+    """
+    k, d = scores.shape[1], scores.shape[2]
+    z_parts, raw_parts, el_parts, er_parts = {}, {}, {}, {}
+    score_w = dict(zip(plan.ntypes, plan.score_rows.take(scores)))
+    for t in plan.ntypes:
+        h = inputs[t]
+        src, dst = plan.src_types.get(t, []), plan.dst_types.get(t, [])
+        pf, af = layout.pf_src.get(t, []), layout.af_src.get(t, [])
+        if drop is None:
+            if pf:
+                z_parts[t] = nn.functional.linear(h, pf_w[t].reshape(-1, d)).view(-1, k, f)  # (N_t P_t, K, F)
+            if af:
+                raw_parts[t] = h if len(af) == 1 else h.unsqueeze(1).expand(h.shape[0], len(af), d).reshape(-1, d)
+            # one product for both kinds of score: [el of R_t relations | er of R^t]
+            sc = nn.functional.linear(h, score_w[t].reshape(-1, d))
+            el_t, er_t = sc.split([len(src) * k, len(dst) * k], dim=1)
+            if src:
+                el_parts[t] = el_t.reshape(-1, k)
+            if dst:
+                er_parts[t] = er_t.reshape(-1, k)
+            continue
+        masked: dict[int, Tensor] = {}
+        s_src, s_dst = score_w[t].split([len(src), len(dst)])
+        if src:
+            x = drop(h.unsqueeze(0).expand(len(src), *h.shape))  # (R_t, N_t, D)
+            masked = {r: x[slot] for slot, r in enumerate(src)}
+            if pf:
+                y = torch.bmm(torch.stack([masked[r] for r in pf]), pf_w[t].transpose(1, 2))  # (P_t, N_t, K F)
+                z_parts[t] = y.transpose(0, 1).reshape(-1, k, f)
+            if af:
+                raw_parts[t] = torch.stack([masked[r] for r in af], 1).reshape(-1, d)  # (N_t A_t, D)
+            y = torch.bmm(x, s_src.transpose(1, 2))  # (R_t, N_t, K)
+            el_parts[t] = y.transpose(0, 1).reshape(-1, k)
+        if dst:
+            x = torch.stack([masked[r] if r in masked else drop(h) for r in dst])  # (R^t, N_t, D)
+            y = torch.bmm(x, s_dst.transpose(1, 2))  # (R^t, N_t, K)
+            er_parts[t] = y.transpose(0, 1).reshape(-1, k)
+    h0 = next(iter(inputs.values()))
+    z = _cat([z_parts[t] for t in layout.pf_src]) if z_parts else h0.new_zeros(0, k, f)
+    raw = _cat([raw_parts[t] for t in layout.af_src]) if raw_parts else None
+    el = _cat([el_parts[t] for t in plan.src_types])
+    er = _cat([er_parts[t] for t in plan.dst_types])
+    return z, raw, el, er
+
+
+class RowGroups:
+    """Take groups of rows of a tensor with one ``split``.
+
+    Slicing a tensor several times costs one zero-filled gradient of its full size per
+    slice in the backward pass; the backward pass of one split is one concatenation.
+
+    Args:
+        groups: Row positions per group; a group of consecutive rows is a view.
+        n: Rows of the tensors to take from.
+
+    Example:
+        >>> import torch
+        >>> [t.tolist() for t in RowGroups([[0, 1], [3], [1, 4]], 5).take(torch.arange(5))]
+        [[0, 1], [3], [1, 4]]
+    """
+
+    def __init__(self, groups: Sequence[Sequence[int]], n: int) -> None:
+        runs = [[(p, p + 1) for p in g] for g in groups]
+        merged = []
+        for g in runs:  # maximal runs of consecutive rows per group
+            out: list[tuple[int, int]] = []
+            for lo, hi in g:
+                if out and out[-1][1] == lo:
+                    out[-1] = (out[-1][0], hi)
+                else:
+                    out.append((lo, hi))
+            merged.append(out)
+        cuts = sorted({0, n, *(c for g in merged for run in g for c in run)})
+        self.sizes = [b - a for a, b in zip(cuts, cuts[1:])]
+        index = {c: i for i, c in enumerate(cuts)}
+        self.pieces = [[i for lo, hi in g for i in range(index[lo], index[hi])] for g in merged]
+
+    def take(self, x: Tensor) -> list[Tensor]:
+        """``x``'s rows of every group, in order."""
+        parts = x.split(self.sizes)
+        return [parts[p[0]] if len(p) == 1 else torch.cat([parts[i] for i in p]) for p in self.pieces]
+
+
+def _cat(parts: list[Tensor]) -> Tensor:
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+#: Run the GAT aggregation as torch sparse products on CPU (``False``: DGL's kernels).
+SPARSE_ON_CPU = True
+
+
+def _use_sparse(x: Tensor) -> bool:
+    # torch's sparse CSR products (MKL's on CPU) run about twice as fast here as DGL's
+    # broadcasting kernels, its sampled product three times as fast as DGL's per-edge
+    # dot product; DGL's kernels remain for GPUs and other dtypes
+    return SPARSE_ON_CPU and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
+@dataclass
+class AttentionMatrix:
+    """A sparse ``(n_rows, n_cols)`` matrix whose values are attention weights:
+    ``attn.view(-1)[perm]`` in CSR order (``crow``, ``col``). Its transpose, for the
+    backward pass, is laid out on first use (not at all without gradients)."""
+
+    crow: Tensor
+    col: Tensor
+    perm: Tensor
+    n_rows: int
+    n_cols: int
+    #: what the transpose is built from: (edges sorted by row, rows, cols, heads, head_cols)
+    _source: tuple[Tensor, Tensor, Tensor, int, bool]
+    _transposed: tuple[Tensor, Tensor, Tensor] | None = None
+
+    @classmethod
+    def build(cls, by_row: Tensor, rows: Tensor, cols: Tensor, n_rows: int, n_cols: int, heads: int,
+              head_cols: bool) -> AttentionMatrix:
+        """Edge ``e`` from column ``cols[e]`` to row ``rows[e]``, for every head ``k``: row
+        ``rows[e] K + k``, column ``cols[e] K + k`` (``head_cols``) or ``cols[e]`` (one
+        source row for all heads); ``by_row`` lists the matrix's edges sorted by row."""
+        crow, col, perm = _csr_layout(by_row, rows, cols, n_rows, heads, True, head_cols)
+        return cls(crow, col, perm, n_rows * heads, n_cols * (heads if head_cols else 1),
+                   (by_row, rows, cols, heads, head_cols))
+
+    def matrix(self, flat: Tensor, transpose: bool = False) -> Tensor:
+        """The sparse matrix (or its transpose) with values from ``attn.view(-1)``."""
+        if transpose:
+            if self._transposed is None:
+                by_row, rows, cols, heads, head_cols = self._source
+                by_col = by_row[torch.argsort(cols[by_row])]
+                n = self.n_cols // heads if head_cols else self.n_cols
+                self._transposed = _csr_layout(by_col, cols, rows, n, heads, head_cols, True)
+            crow_t, col_t, perm_t = self._transposed
+            return _csr(crow_t, col_t, flat[perm_t], (self.n_cols, self.n_rows))
+        return _csr(self.crow, self.col, flat[self.perm], (self.n_rows, self.n_cols))
+
+
+def _csr_layout(order: Tensor, rows: Tensor, cols: Tensor, n_rows: int, heads: int, head_rows: bool,
+                head_cols: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """CSR ``(crow, col, perm)`` of the edges ``order`` (sorted by ``rows``), edge ``e``
+    from ``cols[e]`` to ``rows[e]``, times ``heads``: rows ``rows[e] K + k``
+    (``head_rows``; head ``k``'s entries of a row follow each other) or ``rows[e]``
+    (then the ``K`` heads of an edge follow each other), columns likewise; ``perm`` is
+    ``e K + k``, the entry's position in ``attn.view(-1)``."""
+    e, device = order.shape[0], order.device
+    kk = torch.arange(heads, device=device)
+    r = rows[order]
+    deg = torch.bincount(r, minlength=n_rows)
+    total = torch.tensor([e * heads], device=device)
+    if head_rows:
+        start = torch.cumsum(deg, 0) - deg  # first (sorted) edge of each row
+        # edge j (sorted) of row i, head k sits at start_i K + k deg_i + (j - start_i)
+        pos = (start[r] * (heads - 1) + torch.arange(e, device=device)).unsqueeze(1) + kk * deg[r].unsqueeze(1)
+        crow = torch.cat([(start.unsqueeze(1) * heads + kk * deg.unsqueeze(1)).view(-1), total])
+    else:
+        pos = torch.arange(e * heads, device=device).view(e, heads)
+        crow = torch.cat([(torch.cumsum(deg, 0) - deg) * heads, total])
+    c = cols[order].unsqueeze(1)
+    values = torch.stack([(c * heads + kk) if head_cols else c.expand(e, heads), order.unsqueeze(1) * heads + kk])
+    values = values.view(2, e * heads)
+    out = torch.empty_like(values).scatter_(1, pos.view(1, -1).expand(2, -1), values)
+    return crow, out[0], out[1]
+
+
+@dataclass
+class AttentionLayout:
+    """Where each relation's weighted sum of a GAT layer goes.
+
+    Relations *project first* (``pf_src``): their source rows ``z`` (per source type
+    ``s``, row ``i P_s + k`` for node ``i`` and the ``k``-th of its ``P_s`` such
+    relations) are summed into the destination nodes by :attr:`projected`, a
+    ``(num_dst K, rows K)`` matrix. With ``split``, a relation into a type with at
+    most a quarter of its source type's nodes *sums first* (``af_src``, ``af_dst``):
+    :attr:`summed` adds its raw source rows into one group per (destination node,
+    relation) and head, and the sums are projected afterwards, so the many source
+    nodes are never projected. ``projected`` is ``None`` without ``split`` (DGL's
+    kernels on the plan's aggregation graph).
+    """
+
+    pf_src: dict[str, list[int]]
+    af_src: dict[str, list[int]]
+    af_dst: dict[str, list[int]]
+    projected: AttentionMatrix | None
+    summed: AttentionMatrix | None
+    weight_rows: RowGroups = field(init=False)
+
+    def __post_init__(self) -> None:
+        # rows of the stacked (R, ...) source weights: per type of pf_src, then of af_dst
+        n = sum(len(p) for p in self.pf_src.values()) + sum(len(p) for p in self.af_src.values())
+        self.weight_rows = RowGroups([*self.pf_src.values(), *self.af_dst.values()], n)
+
+    @classmethod
+    def build(cls, plan: RelationPlan, heads: int, split: bool) -> AttentionLayout:
+        n = plan.num_nodes
+        af = {r for r, (s, _, t) in enumerate(plan.rels) if split and s != t and 4 * n[t] <= n[s]}
+
+        def by_type(types: dict[str, list[int]], keep: bool) -> dict[str, list[int]]:
+            out = {t: [r for r in pos if (r in af) == keep] for t, pos in types.items()}
+            return {t: pos for t, pos in out.items() if pos}
+
+        pf_src, af_src, af_dst = by_type(plan.src_types, False), by_type(plan.src_types, True), by_type(
+            plan.dst_types, True)
+        if not split:
+            return cls(pf_src, af_src, af_dst, None, None)
+
+        def rows_of(types: dict[str, list[int]]) -> tuple[list[int], list[int], int]:
+            # per relation: the (scale, shift) of its rows in the types' blocks, and the total
+            scale, shift, total = [0] * len(plan.rels), [0] * len(plan.rels), 0
+            for t, pos in types.items():
+                for slot, r in enumerate(pos):
+                    scale[r], shift[r] = len(pos), total + slot
+                total += n[t] * len(pos)
+            return scale, shift, total
+
+        # edges sorted by destination group, so by destination node and by summed group too
+        by_dst = torch.argsort(plan.group_rows)
+        scale, shift, n_pf = rows_of(pf_src)
+        z_rows = plan.src_ids * plan.per_edge(scale) + plan.per_edge(shift)
+        if af:
+            is_af = plan.per_edge([int(r in af) for r in range(len(plan.rels))]).bool()
+            pf_dst = by_dst[~is_af[by_dst]]
+        else:
+            pf_dst = by_dst
+        projected = AttentionMatrix.build(pf_dst, plan.node_rows, z_rows, plan.num_dst, n_pf, heads, True)
+        summed = None
+        if af:
+            scale, shift, n_raw = rows_of(af_src)
+            raw_rows = plan.src_ids * plan.per_edge(scale) + plan.per_edge(shift)
+            scale, shift, n_groups = rows_of(af_dst)
+            groups = plan.dst_ids * plan.per_edge(scale) + plan.per_edge(shift)
+            summed = AttentionMatrix.build(by_dst[is_af[by_dst]], groups, raw_rows, n_groups, n_raw, heads, False)
+        return cls(pf_src, af_src, af_dst, projected, summed)
+
+
+_CSR_WARNED = False
+
+
+def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    global _CSR_WARNED
+    if not _CSR_WARNED:  # torch warns once per process that sparse CSR is in beta
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            out = torch.sparse_csr_tensor(crow, col, values, shape)
+        _CSR_WARNED = True
+        return out
+    return torch.sparse_csr_tensor(crow, col, values, shape)
+
+
+class _SparseAttention(torch.autograd.Function):
+    r"""``A @ x`` for an :class:`AttentionMatrix` ``A`` whose values come from
+    ``attn (E, K)``; the backward pass multiplies by :math:`A^\top` for ``x`` and takes
+    the sampled product :math:`(\partial o\, x^\top) \odot [A \ne 0]` for ``attn``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, attn: Tensor, mat: AttentionMatrix) -> Tensor:  # type: ignore[override]
+        ctx.mat = mat
+        ctx.save_for_backward(x, attn)
+        if mat.col.shape[0] == 0:
+            return x.new_zeros(mat.n_rows, x.shape[1])
+        return mat.matrix(attn.reshape(-1)) @ x.contiguous()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
+        x, attn = ctx.saved_tensors
+        mat: AttentionMatrix = ctx.mat
+        if mat.col.shape[0] == 0:
+            return torch.zeros_like(x), torch.zeros_like(attn), None
+        flat, grad = attn.reshape(-1), grad.contiguous()
+        grad_x = mat.matrix(flat, transpose=True) @ grad if ctx.needs_input_grad[0] else None
+        grad_attn = None
+        if ctx.needs_input_grad[1]:
+            dots = torch.sparse.sampled_addmm(mat.matrix(flat), grad, x.contiguous().t(), beta=0.0).values()
+            grad_attn = torch.zeros_like(flat).scatter_(0, mat.perm, dots).view_as(attn)
+        return grad_x, grad_attn, None
+
+
+#: Largest ``E * K * F`` for which :func:`_weighted_sum` spreads the attention over
+#: the feature axis (a temporary of that many elements).
+SPREAD_LIMIT = 2**24
+
+
+class _AttentionSum(torch.autograd.Function):
+    r""":math:`o_{i,k} = \sum_{e = (j \to i)} \alpha_{e,k}\, z_{j,k,:}` with DGL's kernels
+    on the plan's aggregation graph, ``z (rows, K, F)`` and ``attn (E, K)`` to
+    ``(num_dst, K, F)``; the backward pass runs on the reverse graph for ``z`` and as
+    a per-head dot product for ``attn``."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, attn: Tensor, plan: RelationPlan) -> Tensor:  # type: ignore[override]
+        ctx.plan = plan
+        ctx.save_for_backward(z, attn)
+        return _weighted_sum(plan.agg_graph, z, attn)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
+        z, attn = ctx.saved_tensors
+        plan: RelationPlan = ctx.plan
+        grad = grad.contiguous()
+        grad_z = _weighted_sum(plan.rev_agg_graph, grad, attn) if ctx.needs_input_grad[0] else None
+        grad_attn = dgl.ops.u_dot_v(plan.agg_graph, z, grad).squeeze(-1) if ctx.needs_input_grad[1] else None
+        return grad_z, grad_attn, None
+
+
+def _weighted_sum(graph: dgl.DGLGraph, x: Tensor, attn: Tensor) -> Tensor:
+    """DGL's ``u_mul_e_sum`` of ``x (N_src, K, F)`` with per-head edge weights ``(E, K)``."""
+    e, (k, f) = attn.shape[0], x.shape[1:]
+    x = x.contiguous()
+    if e * k * f <= SPREAD_LIMIT:
+        # DGL's kernel without broadcasting is about twice as fast; copy_ into a new
+        # tensor is several times faster than reshape of the expanded view
+        w = attn.new_empty(e, k, f).copy_(attn.unsqueeze(-1).expand(e, k, f))
+        return dgl.ops.u_mul_e_sum(graph, x.view(-1, k * f), w.view(e, k * f)).view(-1, k, f)
+    return dgl.ops.u_mul_e_sum(graph, x, attn.unsqueeze(-1))
+
+
+# ---------------------------------------------------------------- GCN
+def _gcn(
+    mods: Sequence[nn.Module],
+    plan: RelationPlan,
+    inputs: Mapping[str, Tensor],
+    aggregate: str,
+    return_attention: bool,
+) -> tuple[dict[str, Tensor], dict[CanonicalEType, Tensor]]:
+    r""":class:`GCNLayer` on every relation at once: the sources are projected per
+    type first (``h_s W_r`` for all its relations) and every edge carries its
+    relation's normalisation :math:`1/\sqrt{d^{out}_j d^{in}_i}` (``"both"``)."""
+    convs = [m.conv for m in mods]
+    norm = convs[0]._norm
+    weight = torch.stack([c.weight for c in convs]).transpose(1, 2)  # (R, D_out, D_in)
+    table = _project(plan, "src", inputs, weight)  # (rows, D_out)
+    graph = plan.agg_graph
+    if norm == "none":
+        out = dgl.ops.copy_u_sum(graph, table)
+    else:
+        out_deg, in_deg = plan.degrees()
+        out_deg, in_deg = out_deg.to(table.dtype), in_deg.to(table.dtype)
+        if norm == "both":
+            w = (out_deg * in_deg).rsqrt()
+        elif norm == "left":
+            w = out_deg.reciprocal()
+        else:  # right
+            w = in_deg.reciprocal()
+        out = dgl.ops.u_mul_e_sum(graph, table, w.unsqueeze(-1))
+    bias = None if convs[0].bias is None else torch.stack([c.bias for c in convs])
+    return _per_dst(plan, out, bias, aggregate), {}
+
+
+# ---------------------------------------------------------------- sum
+def _sum(
+    mods: Sequence[nn.Module],
+    plan: RelationPlan,
+    inputs: Mapping[str, Tensor],
+    aggregate: str,
+    return_attention: bool,
+) -> tuple[dict[str, Tensor], dict[CanonicalEType, Tensor]]:
+    r""":class:`SumConv` on every relation at once: the neighbour sums per group, then
+    per destination type :math:`\sigma(W_r(h_i + \sum_j h_j) + b_r)` for all its
+    relations together, summed over relations."""
+    first: SumConv = mods[0]  # type: ignore[assignment]
+    parts = []
+    for s, pos in plan.src_types.items():
+        h = inputs[s]
+        parts.append(h.unsqueeze(1).expand(h.shape[0], len(pos), h.shape[1]).reshape(-1, h.shape[1]))
+    table = torch.cat(parts) if len(parts) > 1 else parts[0]
+    groups = dgl.ops.copy_u_sum(plan.graph, table)  # (groups, D)
+    weight = torch.stack([m.weight for m in mods]) if first.weight is not None else None
+    bias = torch.stack([m.bias for m in mods]) if first.bias is not None else None
+    out = {}
+    for (t, pos), x in zip(plan.dst_types.items(), _split_groups(plan, groups)):
+        n, k = plan.num_nodes[t], len(pos)
+        h = inputs[t]
+        x = x.view(n, k, groups.shape[1]) + h.unsqueeze(1)  # (N_t, R^t, D)
+        if weight is not None:
+            x = torch.einsum("nrd,rdo->nro", x, plan.take("dst", t, weight))
+            if bias is not None:
+                x = x + plan.take("dst", t, bias)
+        if first.activation is not None:
+            x = first.activation(x)
+        out[t] = x.mean(1) if aggregate == "mean" else x.sum(1)
+    return out, {}
