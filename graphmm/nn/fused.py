@@ -129,38 +129,30 @@ class RelationPlan:
             self._layouts[key] = AttentionLayout.build(self, heads, split)
         return self._layouts[key]
 
+    def _block(self, attr: str, src: Tensor, dst: Tensor, num_src: int, num_dst: int) -> dgl.DGLGraph:
+        """A bipartite DGL block ``src -> dst``, made once and kept in ``attr``."""
+        if getattr(self, attr) is None:
+            setattr(self, attr, dgl.create_block((src, dst), num_src_nodes=num_src, num_dst_nodes=num_dst,
+                                                 device=self.src_rows.device))
+        return getattr(self, attr)
+
     @property
     def graph(self) -> dgl.DGLGraph:
         """Bipartite DGL block from the ``num_rows`` table rows to the ``num_groups``
         groups, one edge per edge of :attr:`rels` in storage order."""
-        if self._graph is None:
-            self._graph = dgl.create_block(
-                (self.src_rows, self.group_rows), num_src_nodes=self.num_rows, num_dst_nodes=self.num_groups,
-                device=self.src_rows.device,
-            )
-        return self._graph
+        return self._block("_graph", self.src_rows, self.group_rows, self.num_rows, self.num_groups)
 
     @property
     def agg_graph(self) -> dgl.DGLGraph:
         """Bipartite DGL block from the table rows straight to the destination nodes
         (``num_dst``), the edges as in :attr:`graph`: summing over it sums over the
         relations as well."""
-        if self._agg_graph is None:
-            self._agg_graph = dgl.create_block(
-                (self.src_rows, self.node_rows), num_src_nodes=self.num_rows, num_dst_nodes=self.num_dst,
-                device=self.src_rows.device,
-            )
-        return self._agg_graph
+        return self._block("_agg_graph", self.src_rows, self.node_rows, self.num_rows, self.num_dst)
 
     @property
     def rev_agg_graph(self) -> dgl.DGLGraph:
         """:attr:`agg_graph` reversed (destination nodes to table rows, same edge ids)."""
-        if self._rev_agg_graph is None:
-            self._rev_agg_graph = dgl.create_block(
-                (self.node_rows, self.src_rows), num_src_nodes=self.num_dst, num_dst_nodes=self.num_rows,
-                device=self.src_rows.device,
-            )
-        return self._rev_agg_graph
+        return self._block("_rev_agg_graph", self.node_rows, self.src_rows, self.num_dst, self.num_rows)
 
     def split_dst(self, x: Tensor) -> dict[str, Tensor]:
         """``(num_dst, ...)`` rows to ``dict[dst_type, (N_t, ...)]``."""
