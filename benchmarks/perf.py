@@ -6,6 +6,7 @@ section and writes it into ``benchmarks/RESULTS.md`` between the ``perf`` marker
     python -m benchmarks.perf            # full run (about 10-15 minutes on 2 cores)
     python -m benchmarks.perf --quick    # smaller sizes and fewer rounds (2-3 minutes)
     python -m benchmarks.perf --quick --only training   # one part, printed, RESULTS.md untouched
+    python -m benchmarks.perf --quick --only epoch --only inference --threads 1
 
 What is measured:
 
@@ -34,6 +35,24 @@ c. **Scaling** of one sample at 10^3 ... 10^6 nodes: build the graph and run the
    the forward pass.
    Series: an image's patches with the exact ``similar`` kNN (quadratic by nature),
    with the window-restricted kNN (``knn_in_grid``, linear), and an audio clip's frames.
+d. **A training epoch end to end** (samples/s): each batch of 64 built from raw samples,
+   then forward, backward and an AdamW step, a bounded number of batches per round
+   (12; ``--quick`` 4), median of interleaved rounds. graphmm (``builder.collate`` + the
+   default ``GraphClassifier``, width 64, as ``python -m graphmm train`` builds it)
+   against a PyG pipeline (``HeteroData`` per sample from ``build_tensors([s])``,
+   ``Batch.from_data_list``, ``PygHeteroGAT`` of the same size), on ``digits``' training
+   split (default graph recipe, fitted on it) and on synthetic ``avdigits``-sized samples
+   (28 x 28 image, 1 s of 8 kHz audio, ``experiment=avdigits``'s recipe). Target >= 3x.
+e. **Inference throughput** (samples/s, eval mode, no grad, forward only) of the same
+   models on prebuilt batches of 256 graphs of the epoch datasets; also build + forward.
+   Target >= 2x.
+f. **Prediction latency** of ``python -m graphmm predict`` from process start to answer,
+   and its phases (:mod:`benchmarks.latency`). Target <= 2 s.
+
+``--only PART`` (repeatable) picks parts: ``construction``, ``training``, ``scaling``,
+``profile``, ``epoch``, ``inference``, ``latency``. ``--device cuda`` runs the models and
+graphs of ``training``, ``epoch`` and ``inference`` on the GPU (graphs are still built on
+the CPU) and refuses with the reason when CUDA is not usable.
 """
 
 from __future__ import annotations
@@ -270,8 +289,10 @@ class NodeTransformer(nn.Module):
         return self.head(self.encoder(torch.cat(tokens, dim=1)).mean(dim=1))
 
 
-def bench_training(min_time: float, batch_size: int = 8) -> list[dict[str, Any]]:
+def bench_training(min_time: float, batch_size: int = 8, device: torch.device | None = None) -> list[dict[str, Any]]:
     from torch_geometric.data import Batch
+
+    device = device or torch.device("cpu")
 
     rows = []
     builder = MultimodalGraphBuilder()
@@ -279,8 +300,9 @@ def bench_training(min_time: float, batch_size: int = 8) -> list[dict[str, Any]]
         samples = [synthetic_sample(n, seed) for seed in range(batch_size)]
         g = builder.batch(samples)
         assert g.num_nodes() == n * batch_size, (g.num_nodes(), n * batch_size)
-        data = Batch.from_data_list([to_heterodata(builder.build_tensors([s])) for s in samples])
-        y = torch.tensor([s.label for s in samples])
+        data = Batch.from_data_list([to_heterodata(builder.build_tensors([s])) for s in samples]).to(device)
+        g = g.to(device)
+        y = torch.tensor([s.label for s in samples], device=device)
         torch.manual_seed(0)
         dgl_model = GraphClassifier(builder.in_dims, builder.canonical_etypes, 10, hidden=128, num_layers=3,
                                     conv="gat", conv_kwargs={"heads": 4}, pool="mean", fusion="concat")
@@ -296,6 +318,7 @@ def bench_training(min_time: float, batch_size: int = 8) -> list[dict[str, Any]]
         }
         steps: dict[str, Callable[[], None]] = {}
         for name, (model, inp) in models.items():
+            model.to(device)
             opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
             def step(model: nn.Module = model, inp: Any = inp, opt: torch.optim.Optimizer = opt,
@@ -304,6 +327,7 @@ def bench_training(min_time: float, batch_size: int = 8) -> list[dict[str, Any]]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                _sync(device)
 
             steps[name] = step
         # rounds so that each model gets about min_time seconds
@@ -476,6 +500,200 @@ def profile_summary(top: int = 5) -> list[tuple[str, float, float, list[tuple[st
     return out
 
 
+# ---------------------------------------------------------------- (d, e) epoch and inference
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so a timed call ends when its kernels do."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_recipe(*overrides: str) -> MultimodalGraphBuilder:
+    """The graph builder that ``python -m graphmm train <overrides>`` makes (unfitted):
+    ``graphmm/conf/graph/default.yaml`` with the overrides' changes, e.g. ``experiment=avdigits``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    from graphmm.config import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    return instantiate(cfg.graph)
+
+
+def avdigits_sized_sample(seed: int, seconds: float = 1.0) -> Sample:
+    """A synthetic sample of an ``avdigits`` pair's size: a 28 x 28 greyscale image in
+    [0, 1] and ``seconds`` of 8 kHz audio, no text. Graph sizes depend only on these
+    shapes (the recipe has no pixel kNN), so the content is random."""
+    gen = torch.Generator().manual_seed(seed)
+    return Sample(image=torch.rand(1, 28, 28, generator=gen),
+                  audio=0.1 * torch.randn(int(8000 * seconds), generator=gen), sample_rate=8000, label=seed % 10)
+
+
+def epoch_datasets(n_samples: int, names: Sequence[str] = ("digits", "avdigits")
+                   ) -> list[tuple[str, MultimodalGraphBuilder, list[Sample]]]:
+    """``(name, fitted builder, n_samples samples)`` per dataset: ``digits``' training split
+    (repeated if too short) with the default recipe, fitted on that split; and synthetic
+    ``avdigits``-sized samples with ``experiment=avdigits``'s recipe, fitted on them."""
+    out = []
+    for name in names:
+        if name == "digits":
+            train = load_digits()["train"]
+            builder = train_recipe().fit(train)
+            samples = (train * math.ceil(n_samples / len(train)))[:n_samples]
+        elif name == "avdigits":
+            samples = [avdigits_sized_sample(seed) for seed in range(n_samples)]
+            builder = train_recipe("experiment=avdigits").fit(samples)
+        else:
+            raise ValueError(f"unknown epoch dataset {name!r}; use digits or avdigits")
+        out.append((name, builder, samples))
+    return out
+
+
+def default_models(builder: MultimodalGraphBuilder, num_classes: int = 10) -> tuple[GraphClassifier, PygHeteroGAT]:
+    """The default ``GraphClassifier`` (what ``python -m graphmm train`` builds: its
+    signature's defaults) and :class:`PygHeteroGAT` of the same width, depth, heads and
+    dropout; checked to hold the same number of parameters."""
+    import inspect
+
+    from graphmm.nn.conv import GATLayer
+
+    defaults = {k: p.default for k, p in inspect.signature(GraphClassifier).parameters.items()}
+    heads = inspect.signature(GATLayer).parameters["heads"].default
+    torch.manual_seed(0)
+    ours = GraphClassifier(builder.in_dims, builder.canonical_etypes, num_classes)
+    pyg = PygHeteroGAT(builder.in_dims, builder.canonical_etypes, num_classes, hidden=defaults["hidden"],
+                       num_layers=defaults["num_layers"], heads=heads, dropout=defaults["dropout"])
+    n_ours, n_pyg = (sum(p.numel() for p in m.parameters()) for m in (ours, pyg))
+    if n_ours != n_pyg:
+        raise RuntimeError(f"PygHeteroGAT has {n_pyg:,} parameters, GraphClassifier {n_ours:,}: not the same model")
+    return ours, pyg
+
+
+def _pyg_batch(builder: MultimodalGraphBuilder, samples: Sequence[Sample]) -> Any:
+    """The PyG pipeline's batch: one ``HeteroData`` per sample, then ``Batch.from_data_list``."""
+    from torch_geometric.data import Batch
+
+    return Batch.from_data_list([to_heterodata(builder.build_tensors([s])) for s in samples])
+
+
+def bench_epoch(rounds: int, n_batches: int, batch_size: int = 64, device: torch.device | None = None,
+                datasets: Sequence[str] = ("digits", "avdigits")) -> list[dict[str, Any]]:
+    """Samples/s of ``n_batches`` training batches end to end, built from raw samples:
+    graphmm (``builder.collate`` + ``GraphClassifier``) against the PyG pipeline
+    (``HeteroData`` per sample + ``Batch.from_data_list`` + :class:`PygHeteroGAT`), each
+    batch then forward, cross-entropy, backward and an AdamW step (``trainer``'s lr 3e-3,
+    weight decay 0.1). Median of ``rounds`` interleaved rounds after one warm-up round."""
+    device = device or torch.device("cpu")
+    rows = []
+    for name, builder, samples in epoch_datasets(batch_size * n_batches, datasets):
+        batches = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
+        ours, pyg = (m.to(device).train() for m in default_models(builder))
+        opts = {k: torch.optim.AdamW(m.parameters(), lr=3e-3, weight_decay=0.1) for k, m in (("graphmm", ours),
+                                                                                            ("pyg", pyg))}
+        done = {"graphmm": 0, "pyg": 0}
+
+        def step(key: str, model: nn.Module, inp: Any, y: torch.Tensor) -> None:
+            loss = nn.functional.cross_entropy(model(inp), y)
+            opts[key].zero_grad(set_to_none=True)
+            loss.backward()
+            opts[key].step()
+            done[key] += len(y)
+
+        def graphmm_epoch() -> None:
+            for b in batches:
+                g, y = builder.collate(b)
+                step("graphmm", ours, g.to(device), y.to(device))
+            _sync(device)
+
+        def pyg_epoch() -> None:
+            for b in batches:
+                y = torch.tensor([int(s.label) for s in b], dtype=torch.int64)
+                step("pyg", pyg, _pyg_batch(builder, b).to(device), y.to(device))
+            _sync(device)
+
+        sec = _side_by_side({"graphmm": graphmm_epoch, "pyg": pyg_epoch}, rounds)
+        g = builder.batch(batches[0])
+        row = {"dataset": name, "samples": len(samples), "batch": batch_size, "rounds": rounds,
+               "nodes_per_graph": g.num_nodes() / g.batch_size, "edges_per_graph": g.num_edges() / g.batch_size,
+               "relations": len(g.canonical_etypes), "params": sum(p.numel() for p in ours.parameters()),
+               "samples_trained": done, "samples_per_s": {k: len(samples) / v for k, v in sec.items()}}
+        rows.append(row)
+        s = row["samples_per_s"]
+        print(f"  epoch {name}: graphmm {s['graphmm']:.0f}/s, pyg {s['pyg']:.0f}/s, "
+              f"{s['graphmm'] / s['pyg']:.2f}x", flush=True)
+    return rows
+
+
+def bench_inference(rounds: int, n_batches: int, batch_size: int = 256, device: torch.device | None = None,
+                    datasets: Sequence[str] = ("digits", "avdigits")) -> list[dict[str, Any]]:
+    """Samples/s of inference (eval mode, ``torch.no_grad``, forward only) on ``n_batches``
+    prebuilt batches of ``batch_size`` graphs of the epoch datasets, graphmm's default model
+    against :class:`PygHeteroGAT`; and the same with each batch built from raw samples
+    first (``builder.batch`` against ``HeteroData`` per sample + ``Batch.from_data_list``).
+    Median of ``rounds`` interleaved rounds after one warm-up round."""
+    device = device or torch.device("cpu")
+    rows = []
+    for name, builder, samples in epoch_datasets(batch_size * n_batches, datasets):
+        batches = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
+        ours, pyg = (m.to(device).eval() for m in default_models(builder))
+        graphs = [builder.batch(b).to(device) for b in batches]
+        datas = [_pyg_batch(builder, b).to(device) for b in batches]
+        seen = {"graphmm": 0, "pyg": 0}
+
+        def run(key: str, model: nn.Module, inputs: Sequence[Any]) -> None:
+            with torch.no_grad():
+                for inp in inputs:
+                    seen[key] += model(inp).shape[0]
+            _sync(device)
+
+        def build_run(key: str, model: nn.Module, make: Callable[[Sequence[Sample]], Any]) -> None:
+            run(key, model, (make(b).to(device) for b in batches))
+
+        sec = _side_by_side({
+            "graphmm": lambda: run("graphmm", ours, graphs),
+            "pyg": lambda: run("pyg", pyg, datas),
+            "graphmm_build": lambda: build_run("graphmm", ours, builder.batch),
+            "pyg_build": lambda: build_run("pyg", pyg, lambda b: _pyg_batch(builder, b)),
+        }, rounds)
+        row = {"dataset": name, "samples": len(samples), "batch": batch_size, "rounds": rounds,
+               "nodes_per_graph": graphs[0].num_nodes() / graphs[0].batch_size,
+               "samples_seen": seen, "samples_per_s": {k: len(samples) / v for k, v in sec.items()}}
+        rows.append(row)
+        s = row["samples_per_s"]
+        print(f"  inference {name}: forward graphmm {s['graphmm']:.0f}/s, pyg {s['pyg']:.0f}/s "
+              f"({s['graphmm'] / s['pyg']:.2f}x); build + forward {s['graphmm_build'] / s['pyg_build']:.2f}x",
+              flush=True)
+    return rows
+
+
+def epoch_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The Markdown table of :func:`bench_epoch`'s rows."""
+    lines = ["| dataset | nodes / edges per graph | graphmm samples/s | PyG pipeline samples/s | graphmm / PyG "
+             "| target |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        s = r["samples_per_s"]
+        x = s["graphmm"] / s["pyg"]
+        lines.append(f"| `{r['dataset']}` | {r['nodes_per_graph']:.0f} / {r['edges_per_graph']:.0f} "
+                     f"| {_fmt(s['graphmm'])} | {_fmt(s['pyg'])} | {x:.2f}x "
+                     f"| >= 3x: {'met' if x >= 3 else '**missed**'} |")
+    return lines
+
+
+def inference_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The Markdown table of :func:`bench_inference`'s rows."""
+    lines = ["| dataset | nodes per graph | graphmm forward samples/s | PyG forward samples/s | graphmm / PyG "
+             "| target | build + forward: graphmm / PyG samples/s | graphmm / PyG |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        s = r["samples_per_s"]
+        x, xb = s["graphmm"] / s["pyg"], s["graphmm_build"] / s["pyg_build"]
+        lines.append(f"| `{r['dataset']}` | {r['nodes_per_graph']:.0f} | {_fmt(s['graphmm'])} | {_fmt(s['pyg'])} "
+                     f"| {x:.2f}x | >= 2x: {'met' if x >= 2 else '**missed**'} "
+                     f"| {_fmt(s['graphmm_build'])} / {_fmt(s['pyg_build'])} | {xb:.2f}x |")
+    return lines
+
+
 # ---------------------------------------------------------------- report
 def _versions() -> str:
     import torch_geometric
@@ -486,9 +704,11 @@ def _versions() -> str:
 
 def report(quick: bool, cons: dict[str, Any], train: list[dict[str, Any]], scale: list[dict[str, Any]],
            prof: list[tuple[str, float, float, list[tuple[str, float]]]], load: tuple[float, float], wall: float,
-           threads: int | None = None) -> str:
+           threads: int | None = None, epoch: list[dict[str, Any]] | None = None,
+           infer: list[dict[str, Any]] | None = None, latency: dict[str, Any] | None = None,
+           device: str = "cpu") -> str:
     gps = cons["graphs_per_s"]
-    threads_arg = f" --threads {threads}" if threads else ""
+    threads_arg = (f" --threads {threads}" if threads else "") + (f" --device {device}" if device != "cpu" else "")
     dgl_x, pyg_x = gps["native"] / gps["dgl"], gps["native"] / gps["pyg"]
     intro = (
         f"Written by `python -m benchmarks.perf{' --quick' if quick else ''}{threads_arg}` in one run of "
@@ -639,22 +859,63 @@ def report(quick: bool, cons: dict[str, Any], train: list[dict[str, Any]], scale
     for name, wall_ms, torch_pct, ops in prof:
         shown = ", ".join(f"`{k}` {v:.0f}%" for k, v in ops)
         lines.append(f"| {name} | {wall_ms:.1f} | {shown} | {torch_pct:.0f}% | {max(0.0, 100 - torch_pct):.0f}% |")
+    on = "" if device == "cpu" else f" Models and graphs on `{device}`; graphs are built on the CPU and moved."
+    if epoch:
+        e = epoch[0]
+        lines += ["", (
+            "**d. A training epoch end to end**: build each batch from raw samples, then forward, cross-entropy, "
+            f"backward and an AdamW step (lr 3e-3, weight decay 0.1), {e['samples']} samples in batches of "
+            f"{e['batch']} per round, median of {e['rounds']} interleaved rounds after a warm-up round. graphmm: "
+            "`builder.collate(samples)` and the default `GraphClassifier` (what `python -m graphmm train` "
+            f"builds: width 64, 3 GAT layers, 4 heads, {e['params']:,} parameters); PyG pipeline: one "
+            "`HeteroData` per sample from the same per-sample tensors (`build_tensors([s])`), "
+            "`Batch.from_data_list` and the same architecture as `PygHeteroGAT` (same parameter count). "
+            "`digits`: its training split with the default graph recipe (`graph/default.yaml`) fitted on it; "
+            "`avdigits`: synthetic samples of its size (28 x 28 greyscale image, 1 s of 8 kHz audio, no text) "
+            f"with `experiment=avdigits`'s recipe (4 x 4 patches, stride 4, directional adjacency).{on}"
+        ), "", *epoch_table(epoch)]
+    if infer:
+        r = infer[0]
+        lines += ["", (
+            f"**e. Inference throughput**: eval mode, `torch.no_grad()`, forward only, {r['samples']} samples "
+            f"of each epoch dataset in prebuilt batches of {r['batch']} graphs, the same two models as (d), median "
+            f"of {r['rounds']} interleaved rounds; the last two columns build each batch from raw samples first "
+            f"(`builder.batch` against `HeteroData` per sample + `Batch.from_data_list`).{on}"
+        ), "", *inference_table(infer)]
+    if latency:
+        from benchmarks.latency import report as latency_report
+
+        lines += ["", "**f. Prediction latency** (`benchmarks/latency.py`, a small `debug=fast` digits model, "
+                  "each run a fresh process, one thread, CPU):", "", latency_report(latency)]
     lines.append("<!-- perf:end -->")
     return "\n".join(lines) + "\n"
 
 
 #: The parts ``--only`` can pick.
-PARTS = ("construction", "training", "scaling", "profile")
+PARTS = ("construction", "training", "scaling", "profile", "epoch", "inference", "latency")
 
 
-def run_parts(parts: Sequence[str], quick: bool) -> None:
+def epoch_args(quick: bool) -> dict[str, int]:
+    """Rounds and batches of :func:`bench_epoch`."""
+    return {"rounds": 2 if quick else 3, "n_batches": 4 if quick else 12}
+
+
+def inference_args(quick: bool) -> dict[str, int]:
+    """Rounds and batches of :func:`bench_inference`."""
+    return {"rounds": 2 if quick else 5, "n_batches": 1 if quick else 3}
+
+
+def run_parts(parts: Sequence[str], quick: bool, device: torch.device | None = None) -> None:
     """Run some parts alone and print what they measured (no RESULTS.md section)."""
+    from benchmarks import latency
+
+    device = device or torch.device("cpu")
     if "construction" in parts:
         print("a. construction", flush=True)
         print(json.dumps(bench_construction(rounds=3 if quick else 7, n_batches=2 if quick else 4)), flush=True)
     if "training" in parts:
         print("b. training", flush=True)
-        print("\n".join(training_table(bench_training(min_time=1.0 if quick else 4.0))), flush=True)
+        print("\n".join(training_table(bench_training(min_time=1.0 if quick else 4.0, device=device))), flush=True)
     if "scaling" in parts:
         print("c. scaling", flush=True)
         for row in bench_scaling(quick, timeout=900.0):
@@ -664,6 +925,15 @@ def run_parts(parts: Sequence[str], quick: bool) -> None:
         for name, wall_ms, torch_pct, ops in profile_summary():
             print(f"{name}: {wall_ms:.1f} ms, torch ops {torch_pct:.0f}%: "
                   + ", ".join(f"{k} {v:.0f}%" for k, v in ops), flush=True)
+    if "epoch" in parts:
+        print("d. epoch", flush=True)
+        print("\n".join(epoch_table(bench_epoch(**epoch_args(quick), device=device))), flush=True)
+    if "inference" in parts:
+        print("e. inference", flush=True)
+        print("\n".join(inference_table(bench_inference(**inference_args(quick), device=device))), flush=True)
+    if "latency" in parts:
+        print("f. latency", flush=True)
+        print(latency.report(latency.measure(repeats=2 if quick else 3)), flush=True)
 
 
 def main() -> None:
@@ -675,6 +945,9 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=PARTS, metavar="PART",
                         help=f"run only this part ({', '.join(PARTS)}; repeatable) and print its results; "
                              "RESULTS.md is left alone")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="where the training, epoch and inference parts run their models and graphs; "
+                             "construction, scaling, profile and latency stay on the CPU")
     parser.add_argument("--scale-case", nargs=3, metavar=("SERIES", "NODES", "KNN_BLOCK_SECONDS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -684,8 +957,15 @@ def main() -> None:
         series, n, blocks_s = args.scale_case
         print(json.dumps(scale_case(series, int(n), float(blocks_s))))
         return
+    from graphmm.utils import resolve_device
+
+    try:
+        device = resolve_device(args.device)
+    except RuntimeError as err:
+        # resolve_device speaks of the training config's key; say which option failed
+        parser.error(f"--device {args.device} is not usable: {str(err).split(' is not usable: ', 1)[-1]}")
     if args.only:
-        run_parts(args.only, args.quick)
+        run_parts(args.only, args.quick, device)
         return
     t0 = time.perf_counter()
     load0 = os.getloadavg()[0]
@@ -693,13 +973,22 @@ def main() -> None:
     cons = bench_construction(rounds=3 if args.quick else 7, n_batches=2 if args.quick else 4)
     print(f"  {cons['graphs_per_s']}", flush=True)
     print("b. training", flush=True)
-    train = bench_training(min_time=1.0 if args.quick else 4.0)
+    train = bench_training(min_time=1.0 if args.quick else 4.0, device=device)
     print("c. scaling", flush=True)
     scale = bench_scaling(args.quick, timeout=900.0)
     print("profile", flush=True)
     prof = profile_summary()
+    print("d. epoch", flush=True)
+    epoch = bench_epoch(**epoch_args(args.quick), device=device)
+    print("e. inference", flush=True)
+    infer = bench_inference(**inference_args(args.quick), device=device)
+    print("f. latency", flush=True)
+    from benchmarks import latency
+
+    lat = latency.measure(repeats=2 if args.quick else 3)
+    print(f"  predict {lat['wall_s']:.2f} s", flush=True)
     section = report(args.quick, cons, train, scale, prof, (load0, os.getloadavg()[0]), time.perf_counter() - t0,
-                     args.threads)
+                     args.threads, epoch=epoch, infer=infer, latency=lat, device=args.device)
     print(section)
     if not args.no_write:
         write_section("perf", section)

@@ -253,3 +253,49 @@ def test_validate_many_defers_to_a_subclass_validate():
     b = MultimodalGraphBuilder(text=None, image=None, audio=Louder(), cross=None)
     clip = 0.1 * torch.randn(2000)
     assert torch.equal(b.validate_batch([Sample(audio=clip, sample_rate=8000)])[0]["audio"], 2 * clip)
+
+
+def test_epoch_and_inference_parts_run_both_pipelines():
+    pytest.importorskip("torch_geometric")
+    from benchmarks.perf import avdigits_sized_sample, bench_epoch, bench_inference, epoch_table, inference_table
+
+    s = avdigits_sized_sample(3)
+    assert s.image.shape == (1, 28, 28) and s.audio.shape == (8000,) and s.text is None and s.label == 3
+    epoch = bench_epoch(rounds=1, n_batches=2, batch_size=3, datasets=("avdigits",))
+    (row,) = epoch
+    assert row["dataset"] == "avdigits" and row["samples"] == 6
+    # 28 x 28 in 4 x 4 patches: 49 patches; 1 s of audio: 61 frames; 2 summary nodes
+    assert row["nodes_per_graph"] == 49 + 61 + 2
+    # warm-up and one timed round, two batches of 3 each: both paths trained every sample twice
+    assert row["samples_trained"] == {"graphmm": 12, "pyg": 12}
+    assert set(row["samples_per_s"]) == {"graphmm", "pyg"} and all(v > 0 for v in row["samples_per_s"].values())
+    assert len(epoch_table(epoch)) == 3
+    infer = bench_inference(rounds=1, n_batches=1, batch_size=4, datasets=("avdigits",))
+    (row,) = infer
+    assert row["samples"] == 4 and set(row["samples_per_s"]) == {"graphmm", "pyg", "graphmm_build", "pyg_build"}
+    # forward alone and build + forward, warm-up and one round each
+    assert row["samples_seen"] == {"graphmm": 16, "pyg": 16}
+    assert len(inference_table(infer)) == 3
+
+
+def test_epoch_models_match_and_the_cli_lists_the_new_parts():
+    pytest.importorskip("torch_geometric")
+    from benchmarks.perf import PARTS, default_models, train_recipe
+
+    assert {"epoch", "inference", "latency"} <= set(PARTS)
+    builder = train_recipe("experiment=avdigits").fit([])
+    assert builder.text is None and builder.image.stride == 4
+    ours, pyg = default_models(builder)
+    assert pyg.hidden == 64 and len(pyg.convs) == 3
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in pyg.parameters())
+
+
+def test_perf_device_cuda_refuses_clearly_without_a_gpu():
+    import subprocess
+    import sys
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    out = subprocess.run([sys.executable, "-m", "benchmarks.perf", "--device", "cuda", "--only", "epoch"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "--device cuda is not usable: torch sees no CUDA device" in out.stderr
