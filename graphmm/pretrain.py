@@ -36,8 +36,8 @@ Example:
     >>> samples = [Sample(text="a seven and a one", image=torch.rand(1, 8, 8)) for _ in range(4)]
     >>> builder = MultimodalGraphBuilder(audio=None).fit(samples)
     >>> model = GraphClassifier(builder.in_dims, builder.canonical_etypes, num_classes=2, hidden=16)
-    >>> pre = MaskedNodePretrainer(model, masked_targets(builder, builder.batch(samples)))
-    >>> loss = pre(builder.batch(samples))
+    >>> pre = MaskedNodePretrainer(model, masked_targets(builder, builder.batch(samples)), mask_rate=0.5)
+    >>> loss = pre(builder.batch(samples), generator=torch.Generator().manual_seed(0))
     >>> loss.shape, sorted(pre.last)
     (torch.Size([]), ['contrast', 'mask/patch', 'mask/word'])
 """
