@@ -287,13 +287,7 @@ def load_avdigits_seq(
     from graphmm.data.audio_folder import read_audio_records
     from graphmm.data.images import read_image_arrays
 
-    base = Path(root)
-    for part in (mnist, fsdd):
-        if not (base / part).exists():
-            raise FileNotFoundError(
-                f"{base / part} does not exist; data.root must be a folder in the ../shared/data layout "
-                f"(mnist/train.npz and fsdd/recordings/)"
-            )
+    base = _shared_layout(root, mnist, fsdd)
     cfg = _resolve(None, {"modalities": tuple(modalities), "min_digits": min_digits, "max_digits": max_digits,
                           "num_samples": tuple(num_samples)})
     rngs = {k: np.random.default_rng([seed, v]) for k, v in _STREAM.items()}
@@ -322,6 +316,18 @@ def load_avdigits_seq(
             ]
         out[name] = assemble_sequences(name, lengths, digits, imgs, clips, sample_rate, prefix="avdigits_seq")
     return out
+
+
+def _shared_layout(root: str, *parts: str) -> Path:
+    """``root`` as a path, after checking that it holds each of ``parts``."""
+    base = Path(root)
+    for part in parts:
+        if not (base / part).exists():
+            raise FileNotFoundError(
+                f"{base / part} does not exist; data.root must be a folder in the ../shared/data layout "
+                f"(mnist/train.npz and fsdd/recordings/)"
+            )
+    return base
 
 
 def _recording_pools(records: Sequence[Any], val_fraction: float, rng: np.random.Generator,
