@@ -213,7 +213,7 @@ class AudioAugment:
 
     On the waveform :math:`x` of each clip (``raw``):
     :math:`x \leftarrow \mathrm{clip}_{[-1,1]}(10^{g/20} x)` with
-    :math:`g \sim U(-\text{gain\_db}, \text{gain\_db})`; a circular-free shift by up to
+    :math:`g \sim U(-\text{gain\_db}, \text{gain\_db})`; a shift (not circular) by up to
     ``shift`` of its length (zeros fill the gap); a speed change by a factor in
     :math:`[1-\text{speed}, 1+\text{speed}]` (linear resampling, so the clip gets
     shorter or longer and its frames follow). On the frames (``nodes``), SpecAugment:
@@ -231,7 +231,7 @@ class AudioAugment:
 
     Shapes:
         - ``raw``: a list of ``(T,)`` waveforms in, ``(T',)`` out.
-        - ``nodes``: the frame block's ``mel`` ``(N, n_mels)`` masked in place of a copy.
+        - ``nodes``: the frame block's ``mel`` ``(N, n_mels)``, masked in a copy (the input block is unchanged).
     """
 
     gain_db: float = 0.0
