@@ -34,4 +34,10 @@ def _version() -> str:
         return "0+unknown"
 
 
-__version__ = _version()
+def __getattr__(name: str) -> str:
+    # `graphmm.__version__` is read from the package metadata on first use, not at import:
+    # finding the metadata scans every installed distribution (about 0.06 s)
+    if name == "__version__":
+        globals()["__version__"] = version = _version()
+        return version
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,16 +11,49 @@ replaces that with an :class:`ImportError` that does.
 ``graphmm/__init__.py`` calls :func:`import_dgl` before anything else: nearly every
 graphmm module needs DGL, so the package checks once, up front, rather than leaving the
 first model or graph import to fail with DGL's own message.
+
+**What is left for later.** ``import dgl`` executes two packages that graphmm never
+uses and that cost more than half of it: ``dgl.graphbolt`` (sampling and on-disk
+datasets; imported by ``dgl.distributed``, which ``dgl.dataloading`` imports; it brings
+torchdata, pydantic and PyYAML) and the ``__init__`` of ``dgl.data`` (every dataset class,
+with pandas and ``scipy.spatial``; DGL itself needs only ``dgl.data.utils``). On these
+machines that is 0.43 of the 0.72 s ``import graphmm`` takes after ``import torch``. When
+graphmm is the first to import DGL, :func:`import_dgl` leaves both for their first use,
+and only the moment they run changes:
+
+* ``dgl.graphbolt``: DGL's modules that refer to it (``from .. import graphbolt as gb``,
+  used only inside functions) get a :class:`DeferredModule`, which imports the real
+  package through the ordinary import system at its first attribute access and answers
+  every access from it. ``sys.modules`` never holds the stand-in: ``import dgl.graphbolt``
+  or ``from dgl.graphbolt import ...`` load the real package as always, and put it on
+  ``dgl.graphbolt``.
+* ``dgl.data`` is imported as a :class:`DeferredInitModule`: a package with its
+  ``__path__``, so its submodules (``dgl.data.utils``) import as usual, whose
+  ``__init__.py`` runs at the first access of an attribute it does not have yet
+  (``dgl.data.CoraGraphDataset``, ``from dgl.data import ...``, ``dir``), after which
+  it is a plain module, the same as one imported whole.
+
+This is not done when DGL is already imported, when ``GRAPHMM_EAGER_DGL=1`` is set
+(:data:`EAGER_DGL_ENV`), or when a deferred part could not load (no graphbolt library for
+this torch, or a module it imports is missing): then ``import dgl`` runs as it always
+does and fails, if it must, with the messages below.
 """
 
 from __future__ import annotations
 
+import gc
+import importlib
+import importlib.abc
+import importlib.machinery
 import importlib.metadata
 import importlib.util
 import os
 import re
+import sys
+import threading
+import types
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 # DGL's own wheel index: one page per torch minor (and CUDA flavour) with the DGL builds
 # for it; PyPI carries only DGL 2.1.0, built for torch 2.0.0-2.2.1.
@@ -144,15 +177,250 @@ def dgl_import_message(
     )
 
 
+#: DGL subpackages that :func:`import_dgl` replaces by a :class:`DeferredModule`, each
+#: with the third-party modules it imports (all must be installed for it to be deferred).
+DEFERRED_DGL_IMPORTS: dict[str, tuple[str, ...]] = {
+    "graphbolt": ("torchdata", "pandas", "pydantic", "yaml"),
+}
+
+#: DGL packages whose ``__init__`` :func:`import_dgl` runs on first use
+#: (:class:`DeferredInitModule`), with the third-party modules that ``__init__`` imports.
+DEFERRED_DGL_INITS: dict[str, tuple[str, ...]] = {
+    "data": ("pandas", "scipy", "networkx", "requests", "tqdm", "yaml", "pydantic"),
+}
+
+#: Set to ``1`` to import DGL whole, as ``import dgl`` does without graphmm.
+EAGER_DGL_ENV = "GRAPHMM_EAGER_DGL"
+
+
+class DeferredModule(types.ModuleType):
+    """Stand-in for a module that is imported at its first use.
+
+    Every attribute access (``gb.FusedCSCSamplingGraph``, ``gb.__file__``) imports the
+    real module with :func:`importlib.import_module`, once, and is answered by it;
+    setting or deleting attributes goes to the real module too. The stand-in is never
+    put in ``sys.modules``, so ``import`` statements always get the real module.
+
+    Args:
+        name: The real module's full name, e.g. ``"dgl.graphbolt"``.
+
+    Example:
+        >>> import sys
+        >>> sys.modules.pop("colorsys", None) and None
+        >>> cs = DeferredModule("colorsys")
+        >>> "colorsys" in sys.modules
+        False
+        >>> cs.rgb_to_hsv(1.0, 0.0, 0.0), "colorsys" in sys.modules
+        ((0.0, 1.0, 1.0), True)
+        >>> cs.__name__, repr(cs).startswith("<module 'colorsys'")
+        ('colorsys', True)
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        # reentrant: the real module's own import may use the stand-in
+        types.ModuleType.__setattr__(self, "_deferred_lock", threading.RLock())
+        types.ModuleType.__setattr__(self, "_deferred_real", None)
+
+    def _deferred_module(self) -> types.ModuleType:
+        get = types.ModuleType.__getattribute__
+        real = get(self, "_deferred_real")
+        if real is None:
+            with get(self, "_deferred_lock"):
+                # the import system puts the real module in sys.modules and on its parent
+                real = importlib.import_module(get(self, "__name__"))
+                spec = get(real, "__spec__")
+                if spec is None or not getattr(spec, "_initializing", False):  # not mid-import
+                    types.ModuleType.__setattr__(self, "_deferred_real", real)
+        return real
+
+    def __getattribute__(self, attr: str) -> Any:
+        if attr in ("_deferred_module", "_deferred_lock", "_deferred_real"):
+            return types.ModuleType.__getattribute__(self, attr)
+        return getattr(self._deferred_module(), attr)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        setattr(self._deferred_module(), attr, value)
+
+    def __delattr__(self, attr: str) -> None:
+        delattr(self._deferred_module(), attr)
+
+    def __dir__(self) -> list[str]:
+        return dir(self._deferred_module())
+
+    def __repr__(self) -> str:
+        return repr(self._deferred_module())
+
+
+_INIT_LOCK = threading.RLock()
+
+
+class DeferredInitModule(types.ModuleType):
+    """A package imported without running its ``__init__.py`` until it is needed.
+
+    It has what the import system gives every package (``__spec__``, ``__path__``,
+    ``__file__``, ...), so its submodules import as usual. The first access of an
+    attribute it does not have yet, and ``dir()``, run its ``__init__.py`` in it (the
+    submodules already imported are reused, as for any package) and make it a plain
+    :class:`types.ModuleType`; if ``__init__.py`` raises, the error propagates and the
+    next access tries again.
+
+    Example:
+        >>> import importlib.util, sys
+        >>> saved = {k: sys.modules.pop(k) for k in ("dbm", "dbm.dumb") if k in sys.modules}
+        >>> spec = importlib.util.find_spec("dbm")
+        >>> mod = importlib.util.module_from_spec(spec)  # what the import system makes
+        >>> mod.__class__ = DeferredInitModule  # instead of running dbm/__init__.py
+        >>> sys.modules["dbm"] = mod
+        >>> import dbm.dumb  # a submodule imports, dbm/__init__.py has not run
+        >>> type(mod).__name__, "whichdb" in vars(mod)
+        ('DeferredInitModule', False)
+        >>> callable(mod.whichdb), type(mod).__name__  # the first missing attribute runs it
+        (True, 'module')
+        >>> sys.modules.update(saved)
+    """
+
+    def __getattr__(self, attr: str) -> Any:
+        _run_init(self)
+        return getattr(self, attr)
+
+    def __dir__(self) -> list[str]:
+        _run_init(self)
+        return dir(self)
+
+
+def _run_init(module: types.ModuleType) -> None:
+    with _INIT_LOCK:
+        if type(module) is not DeferredInitModule:  # another thread ran it
+            return
+        loader = module.__spec__.loader
+        module.__class__ = types.ModuleType  # from here on, missing attributes are missing
+        try:
+            loader.exec_module(module)
+        except BaseException:
+            module.__class__ = DeferredInitModule
+            raise
+
+
+class _DeferringLoader(importlib.abc.Loader):
+    """Imports a DGL package as the real loader would, except what is deferred.
+
+    ``dgl`` itself runs its ``__init__.py`` with a :class:`DeferredModule` already set for
+    each of ``stand_ins``, so ``from .. import graphbolt`` in DGL's modules finds the
+    attribute and imports nothing; ``dgl.data`` (``defer_init``) becomes a
+    :class:`DeferredInitModule`. The module's ``__loader__`` and ``__spec__.loader`` are
+    the real loader's.
+    """
+
+    def __init__(self, loader: importlib.abc.Loader, stand_ins: Sequence[str] = (), defer_init: bool = False) -> None:
+        self.loader = loader
+        self.stand_ins = tuple(stand_ins)
+        self.defer_init = defer_init
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__loader__ = self.loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
+        if self.defer_init:
+            # only now: while the import system fills in __path__ & co., it probes them
+            module.__class__ = DeferredInitModule
+            return
+        for sub in self.stand_ins:
+            setattr(module, sub, DeferredModule(f"{module.__name__}.{sub}"))
+        self.loader.exec_module(module)
+
+
+class _DeferringFinder(importlib.abc.MetaPathFinder):
+    """Finds ``dgl`` and the packages of ``defer_init`` as the path finder does, with a
+    :class:`_DeferringLoader`; it is on ``sys.meta_path`` only during ``import dgl``."""
+
+    def __init__(self, stand_ins: Sequence[str], defer_init: Sequence[str]) -> None:
+        self.stand_ins = tuple(stand_ins)
+        self.defer_init = {f"dgl.{name}" for name in defer_init}
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "dgl" and fullname not in self.defer_init:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _DeferringLoader(spec.loader, self.stand_ins if fullname == "dgl" else (),
+                                       defer_init=fullname != "dgl")
+        return spec
+
+
+def deferrable_dgl_packages(torch_version: str) -> tuple[list[str], list[str]]:
+    """The DGL packages that :func:`import_dgl` can leave for later here.
+
+    A package is deferred only where importing it now would succeed, so deferring never
+    hides an import error: DGL is found and not yet imported, :data:`EAGER_DGL_ENV` is
+    not set, DGL ships its libraries for ``torch_version`` (:func:`dgl_torch_builds`), and
+    the third-party modules the package imports are installed.
+
+    Args:
+        torch_version: ``torch.__version__``.
+
+    Returns:
+        ``(stand_ins, deferred_inits)``: names of :data:`DEFERRED_DGL_IMPORTS` and of
+        :data:`DEFERRED_DGL_INITS`, e.g. ``(["graphbolt"], ["data"])``; empty lists when
+        nothing is deferred.
+    """
+    if "dgl" in sys.modules or os.environ.get(EAGER_DGL_ENV, "") not in ("", "0"):
+        return [], []
+    spec = importlib.util.find_spec("dgl")
+    if spec is None or spec.origin is None:
+        return [], []
+    if torch_version.split("+")[0] not in dgl_torch_builds(Path(spec.origin).parent):
+        return [], []
+
+    def ready(table: dict[str, tuple[str, ...]]) -> list[str]:
+        return [sub for sub, needs in table.items() if all(_installed(m) for m in needs)]
+
+    return ready(DEFERRED_DGL_IMPORTS), ready(DEFERRED_DGL_INITS)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module set to None in sys.modules, a broken parent
+        return False
+
+
 def import_dgl() -> None:
     """Import DGL, turning a failure into an :class:`ImportError` that says how to fix it.
+
+    Where it can (:func:`deferrable_dgl_packages`), the import leaves ``dgl.graphbolt``
+    and the ``__init__`` of ``dgl.data`` for their first use (see the module's docstring).
 
     Raises:
         ImportError: DGL is missing, a module it needs is missing, or its compiled
             libraries do not fit the installed torch. The original error is chained.
     """
-    import torch  # a broken torch is not DGL's problem: let its own error through
+    # torch and DGL make some 10^6 objects as they import, none of them garbage: the cyclic
+    # collector would walk them all several times over (0.1-0.3 s on these machines)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        import torch  # a broken torch is not DGL's problem: let its own error through
 
+        stand_ins, inits = deferrable_dgl_packages(torch.__version__)
+        finder = _DeferringFinder(stand_ins, inits) if stand_ins or inits else None
+        if finder is not None:
+            sys.meta_path.insert(0, finder)
+        try:
+            _import_dgl_checked(torch.__version__)
+        finally:
+            if finder is not None:
+                sys.meta_path.remove(finder)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _import_dgl_checked(torch_version: str) -> None:
     try:
         import dgl  # noqa: F401
     except ModuleNotFoundError as err:
@@ -166,12 +434,12 @@ def import_dgl() -> None:
             hint = f"pip install '{_declared(_PIP_NAMES.get(module, module))}'"
             raise ImportError(f"DGL imports {module!r}, which is not installed: {hint}") from err
         # a submodule missing from an installed package (torch.xyz): versions that do not fit
-        _raise_mismatch(err, torch.__version__)
+        _raise_mismatch(err, torch_version)
     except (ImportError, OSError, RuntimeError) as err:
         # DGL raises FileNotFoundError (an OSError) for a missing per-torch library,
         # ImportError when one does not load, OSError from ctypes for libdgl.so itself, and
         # RuntimeError when libdgl.so is not found at all.
-        _raise_mismatch(err, torch.__version__)
+        _raise_mismatch(err, torch_version)
 
 
 def _raise_mismatch(err: BaseException, torch_version: str) -> None:

@@ -103,3 +103,83 @@ def test_import_without_dgl():
     got = _import_graphmm_with("sys.modules['dgl'] = None")
     assert got["type"] == "ImportError" and got["cause"] == "ModuleNotFoundError", got
     assert got["msg"].startswith("graphmm needs DGL (dgl") and "constraints.txt" in got["msg"]
+
+
+# ---------------------------------------------------------------- deferred DGL packages
+def _run(code: str, **env: str) -> dict:
+    """Run ``code`` in a fresh interpreter; it prints one JSON line, returned here."""
+    full = {k: v for k, v in os.environ.items() if k != "GRAPHMM_EAGER_DGL"}
+    full.update({"DGLBACKEND": "pytorch", "OMP_NUM_THREADS": "1", **env})
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+_STATE = """
+import json, sys, types
+import graphmm, dgl
+state = {"graphbolt_loaded": "dgl.graphbolt" in sys.modules, "pandas": "pandas" in sys.modules,
+         "torchdata": "torchdata" in sys.modules, "data": type(dgl.data).__name__,
+         "gb": type(dgl.graphbolt).__name__, "finders": [type(f).__name__ for f in sys.meta_path]}
+"""
+
+
+def test_import_graphmm_leaves_graphbolt_and_the_dgl_datasets_for_later():
+    got = _run(_STATE + "print(json.dumps(state))")
+    assert got["graphbolt_loaded"] is False and got["pandas"] is False and got["torchdata"] is False, got
+    assert got["data"] == "DeferredInitModule" and got["gb"] == "DeferredModule"
+    assert "_DeferringFinder" not in got["finders"]  # only there during `import dgl`
+
+
+def test_nothing_is_deferred_when_asked_or_when_dgl_came_first():
+    eager = _run(_STATE + "print(json.dumps(state))", GRAPHMM_EAGER_DGL="1")
+    assert eager["graphbolt_loaded"] and eager["data"] == "module" and eager["gb"] == "module", eager
+    first = _run("import dgl\n" + _STATE + "print(json.dumps(state))")
+    assert first["graphbolt_loaded"] and first["data"] == "module" and first["gb"] == "module", first
+
+
+def test_deferred_packages_load_on_first_use_as_one_module():
+    code = _STATE + """
+import dgl.distributed.dist_graph as dg
+stand_in = dg.gb
+cls = stand_in.FusedCSCSamplingGraph           # first use, through DGL's own reference
+import dgl.graphbolt as gb                      # the import statement: the real package
+from dgl.graphbolt import FusedCSCSamplingGraph
+ds = dgl.data.MiniGCDataset                     # a dataset class: dgl.data's __init__ runs
+from dgl.data import CoraGraphDataset
+import dgl.data.citation_graph as cg
+print(json.dumps({
+    "real": sys.modules["dgl.graphbolt"] is gb and dgl.graphbolt is gb and type(gb) is types.ModuleType,
+    "same_class": cls is FusedCSCSamplingGraph is gb.FusedCSCSamplingGraph,
+    "forwards": stand_in.__file__ == gb.__file__ and set(dir(stand_in)) == set(dir(gb)),
+    "data": type(dgl.data).__name__, "same_dataset": CoraGraphDataset is cg.CoraGraphDataset,
+    "dataset_module": ds.__module__,
+}))
+"""
+    got = _run(code)
+    assert got == {"real": True, "same_class": True, "forwards": True, "data": "module", "same_dataset": True,
+                   "dataset_module": "dgl.data.minigc"}, got
+
+
+def test_a_graphbolt_submodule_imported_first_is_not_loaded_twice():
+    code = """
+import json, sys
+import graphmm, dgl
+import dgl.graphbolt.impl as impl_first       # before anything touched dgl.graphbolt
+import dgl.graphbolt as gb
+print(json.dumps({"one": gb.impl is impl_first is sys.modules["dgl.graphbolt.impl"],
+                  "stand_in_agrees": dgl.distributed.dist_graph.gb.impl is impl_first}))
+"""
+    assert _run(code) == {"one": True, "stand_in_agrees": True}
+
+
+def test_dgl_looks_the_same_deferred_or_not():
+    code = """
+import json
+import graphmm, dgl
+names = lambda m: sorted(n for n in dir(m) if not n.startswith("_"))
+print(json.dumps({"dgl": names(dgl), "data": names(dgl.data), "graphbolt": names(dgl.graphbolt),
+                  "distributed": names(dgl.distributed), "dataloading": names(dgl.dataloading)}))
+"""
+    deferred, eager = _run(code), _run(code, GRAPHMM_EAGER_DGL="1")
+    assert deferred == eager
