@@ -3,14 +3,19 @@
 ``python -m benchmarks.latency [--ckpt RUN] [--repeats 3]`` times the real command,
 ``python -m graphmm predict ckpt_path=... input.image=... input.audio=... input.text=...``,
 from process start to answer (best of ``--repeats`` runs, each a fresh process), and
-splits one run into its phases, timed inside a fresh process the same way the command
-runs them:
+splits one such run into its phases, timed inside a fresh process that runs the command
+as ``python -m graphmm predict`` does (:func:`graphmm.cli.main`):
 
 * ``interpreter``: Python's own start, up to the first line of the timing script;
-* ``imports``: ``import graphmm.cli.predict`` (torch, DGL, Hydra, the modalities);
+* ``imports``: ``import graphmm`` and the command's module (torch, DGL, Hydra, the
+  modalities), as ``graphmm.cli`` imports it;
+* ``hydra``: composing the command's config, checking it, printing the answer: the
+  command's time less the three phases below;
 * ``load``: :func:`graphmm.predict.load_predictor` (checkpoint, builder, model);
 * ``build``: reading the files and building the sample's graph;
-* ``forward``: the model on that graph.
+* ``forward``: the model on that graph;
+* ``exit``: from the answer to the end of the process (interpreter shutdown), seen from
+  outside.
 
 Without ``--ckpt`` it first trains a small ``digits`` model (``debug=fast``) into a
 temporary folder. :func:`measure` is what ``benchmarks.perf`` calls.
@@ -30,25 +35,46 @@ from typing import Any
 
 import numpy as np
 
-#: Runs in a fresh interpreter; prints one JSON line of phase times in seconds.
+#: Runs in a fresh interpreter: the predict command with the arguments after the first
+#: (``main(argv)`` of :mod:`graphmm.cli.predict`, imported as :func:`graphmm.cli.main`
+#: imports it), its steps timed by wrappers; prints one JSON line of seconds per phase
+#: and the wall-clock time of the answer (``end``).
 _PHASES = r"""
 import json, sys, time
 t0 = time.perf_counter()
 start = float(sys.argv[1])
-import graphmm.cli.predict  # noqa: F401 - the command's imports
+import graphmm.cli
+cmd = graphmm.cli._import_command("graphmm.cli.predict")
 t1 = time.perf_counter()
-from graphmm.predict import load_predictor
-p = load_predictor(sys.argv[2])
+from graphmm.predict import Predictor
+
+spent = {"load": 0.0, "files": 0.0, "graph": 0.0, "logits": 0.0}
+
+def timed(step, fn):
+    def wrapper(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[step] += time.perf_counter() - t
+    return wrapper
+
+cmd.load_predictor = timed("load", cmd.load_predictor)
+Predictor.sample_from_files = timed("files", Predictor.sample_from_files)
+Predictor.graph = timed("graph", Predictor.graph)
+Predictor.logits = timed("logits", Predictor.logits)  # builds the graph, then runs the model
+import contextlib, io
+with contextlib.redirect_stdout(io.StringIO()):
+    code = cmd.main(sys.argv[2:])
 t2 = time.perf_counter()
-s = p.sample_from_files(image=sys.argv[3], audio=sys.argv[4], text=sys.argv[5])
-g = p.graph([s])
-t3 = time.perf_counter()
-import torch
-with torch.no_grad():
-    p.model(g.to(p.device))
-t4 = time.perf_counter()
-print(json.dumps({"interpreter": time.time() - start - (t4 - t0), "imports": t1 - t0, "load": t2 - t1,
-                  "build": t3 - t2, "forward": t4 - t3}))
+end = time.time()
+assert code == 0, code
+print(json.dumps({
+    "interpreter": end - start - (t2 - t0), "imports": t1 - t0,
+    "hydra": (t2 - t1) - spent["load"] - spent["files"] - spent["logits"],
+    "load": spent["load"], "build": spent["files"] + spent["graph"], "forward": spent["logits"] - spent["graph"],
+    "end": end,
+}))
 """
 
 
@@ -92,10 +118,15 @@ def measure(ckpt: Path | None = None, repeats: int = 3) -> dict[str, Any]:
             if proc.returncode != 0:
                 raise RuntimeError(f"predict failed: {proc.stderr[-2000:]}")
         phases = []
+        args = [f"ckpt_path={ckpt}", f"input.image={image}", f"input.audio={audio}", f"input.text={text}",
+                "output=json"]
         for _ in range(repeats):
-            out = subprocess.run([sys.executable, "-c", _PHASES, repr(time.time()), str(ckpt), str(image), str(audio),
-                                  text], capture_output=True, text=True, env=_env(), timeout=300, check=True)
-            phases.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            out = subprocess.run([sys.executable, "-c", _PHASES, repr(time.time()), *args], capture_output=True,
+                                 text=True, env=_env(), timeout=300, check=True, cwd=folder)
+            done = time.time()
+            got = json.loads(out.stdout.strip().splitlines()[-1])
+            got["exit"] = done - got.pop("end")  # interpreter shutdown (and the pipe's close)
+            phases.append(got)
         best = min(phases, key=lambda p: sum(p.values()))
     return {"wall_s": min(walls), "walls_s": walls, "phases_s": best}
 

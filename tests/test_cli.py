@@ -72,3 +72,18 @@ def test_module_aliases_still_run(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "graphmm.predict", "--help"], capture_output=True, text=True,
                           env=env, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0 and "usage: python -m graphmm predict" in proc.stdout, proc.stderr
+
+
+def test_only_a_command_that_owns_its_process_freezes_the_collector():
+    import gc
+
+    from graphmm.cli import _import_command
+
+    before = gc.get_freeze_count()
+    assert _import_command("graphmm.cli.inspect_graph", freeze=False).main is not None
+    assert gc.isenabled() and gc.get_freeze_count() == before  # main([...]) in a program: untouched
+    code = ("import gc, sys\nfrom graphmm.cli import main\nsys.argv = ['graphmm', 'predict', '--help']\n"
+            "main()\nprint(gc.isenabled(), gc.get_freeze_count() > 100000)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "True True"  # the process's own command line: frozen

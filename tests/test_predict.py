@@ -248,3 +248,13 @@ def test_text_file_input_and_warnings_for_inputs_without_signal(run, files, caps
     assert "gone.txt' does not exist" in capsys.readouterr().err
     assert main([f"ckpt_path={ckpt}", f"input.audio={tmp_path / 'silence.wav'}"]) == 0
     assert "warning: audio is silent" in capsys.readouterr().out
+
+
+def test_latency_benchmark_times_the_real_command_and_its_phases(run):
+    from benchmarks.latency import measure, report
+
+    got = measure(run[1], repeats=1)
+    phases = got["phases_s"]
+    assert list(phases) == ["interpreter", "imports", "hydra", "load", "build", "forward", "exit"]
+    assert all(v >= 0 for v in phases.values()) and phases["imports"] > phases["load"]
+    assert got["wall_s"] > 0 and "| forward |" in report(got)

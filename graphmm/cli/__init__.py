@@ -23,6 +23,7 @@ line on stderr, without a traceback.
 from __future__ import annotations
 
 import functools
+import gc
 import importlib
 import os
 import sys
@@ -121,7 +122,11 @@ def hydra_command(config_name: str, prog: str) -> Callable[[Callable[[Any], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m graphmm <command> [overrides]``; returns the exit code."""
+    """``python -m graphmm <command> [overrides]``; returns the exit code.
+
+    Called without ``argv`` (the ``graphmm`` script, ``python -m graphmm``) it runs the
+    process's own command line, and owns the process: see :func:`_import_command`.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -130,4 +135,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"graphmm: error: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    return int(importlib.import_module(COMMANDS[command]).main(rest))
+    return int(_import_command(COMMANDS[command], freeze=argv is None).main(rest))
+
+
+def _import_command(module: str, freeze: bool = True) -> Any:
+    """Import a command's module without the cyclic garbage collector, and with
+    ``freeze`` move every object made so far to its permanent generation
+    (:func:`gc.freeze`).
+
+    What the imports make (torch, DGL, Hydra: some 10^6 objects) is not garbage and
+    lives as long as the process, yet each full collection walks all of it, and so
+    does the collection at interpreter exit: together about 0.3 s of a 2 s prediction
+    on these machines. Only a command that owns its process freezes; ``import graphmm``
+    or ``main([...])`` in a user's program leave the collector as it was.
+    """
+    collecting = gc.isenabled()
+    gc.disable()  # nothing to collect among fresh imports
+    try:
+        return importlib.import_module(module)
+    finally:
+        if freeze:
+            gc.freeze()
+        if collecting:
+            gc.enable()
