@@ -331,3 +331,19 @@ def test_to_networkx_counts_per_type():
 def test_graphs_import_without_hydra():
     code = "import sys, graphmm.graphs, graphmm.nn; assert 'hydra' not in sys.modules, 'hydra imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_long_clips_give_the_same_frames_in_mel_passes(monkeypatch):
+    import graphmm.graphs.audio as audio_mod
+
+    gen = torch.Generator().manual_seed(0)
+    clips = [0.1 * torch.randn(256 + 128 * 3000, generator=gen), 0.1 * torch.randn(256 + 128 * 200, generator=gen)]
+    builder = AudioGraphBuilder(window=2)
+    monkeypatch.setattr(audio_mod, "MEL_CHUNK_FRAMES", 10**9)
+    whole = builder.build(clips)
+    for chunk in (4096, 1000, 7):  # passes of several clips, uneven last passes
+        monkeypatch.setattr(audio_mod, "MEL_CHUNK_FRAMES", chunk)
+        parts = builder.build(clips)
+        assert parts.data["mel"].shape == whole.data["mel"].shape == (3001 + 201, 40)
+        torch.testing.assert_close(parts.data["mel"], whole.data["mel"], rtol=0, atol=1e-5)
+        assert all(torch.equal(a, b) for k in whole.edges for a, b in zip(parts.edges[k], whole.edges[k]))

@@ -12,6 +12,10 @@ from graphmm.graphs._util import segment_offsets
 from graphmm.graphtypes import EdgeDict, NodeBlock
 
 
+#: Frames per mel pass of :meth:`AudioGraphBuilder.build` (all clips of a batch together).
+MEL_CHUNK_FRAMES = 16384
+
+
 class AudioGraphBuilder:
     """Builds ``frame`` nodes (log-mel frames) from 1-D waveforms.
 
@@ -181,7 +185,7 @@ class AudioGraphBuilder:
         ready = [a for a, ok in zip(clips, plain) if ok]
         if ready:
             # one pass: NaN propagates into the extremes, and an inf is one of them
-            lo, hi = (float(v) for v in torch.aminmax(torch.cat(ready)))
+            lo, hi = (float(v) for v in torch.aminmax(ready[0] if len(ready) == 1 else torch.cat(ready)))
             if not (math.isfinite(lo) and math.isfinite(hi)) or max(-lo, hi) > self.peak_limit():
                 plain = [False] * len(clips)  # find and name the bad clip one by one
         return [
@@ -232,8 +236,9 @@ class AudioGraphBuilder:
         lengths = torch.tensor([c.numel() for c in clips], dtype=torch.int64)
         counts = 1 + (lengths - self.n_fft).div(self.hop_length, rounding_mode="floor") if b else lengths
         if b:
-            wave = torch.nn.utils.rnn.pad_sequence(list(clips), batch_first=True)
-            logmel = torch.log(self._mel(wave) + 1e-6)  # (B, n_mels, F_max)
+            # one clip (a long recording): a view, not a padded copy of the whole waveform
+            wave = clips[0][None] if b == 1 else torch.nn.utils.rnn.pad_sequence(list(clips), batch_first=True)
+            logmel = self._log_mel(wave)  # (B, n_mels, F_max)
             valid = torch.arange(logmel.shape[-1])[None, :] < counts[:, None]  # (B, F_max)
             if self.normalize == "clip":
                 m = valid[:, None, :].to(logmel.dtype)
@@ -243,7 +248,7 @@ class AudioGraphBuilder:
                 logmel = (logmel - mean) / (var.sqrt() + 1e-5)
             mel = logmel.transpose(1, 2)[valid]  # (N, n_mels), clip order then time order
             if self.normalize == "global" and self.mean is not None:
-                mel = (mel - self.mean) / self.std
+                mel = mel.sub_(self.mean).div_(self.std)  # in place: `mel` is a fresh copy
         else:
             mel = torch.zeros(0, self.n_mels)
         offsets, seg = segment_offsets(counts)
@@ -266,6 +271,29 @@ class AudioGraphBuilder:
             edges[("frame", "next", "frame")] = (src, dst)
             edges[("frame", "rev_next", "frame")] = (dst, src)
         return NodeBlock(ntype="frame", counts=counts, data=data, edges=edges)
+
+    def _log_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """:math:`\\log(\\mathrm{mel} + 10^{-6})` of ``wave (B, T)``, ``(B, n_mels, F)``, in
+        passes of at most :data:`MEL_CHUNK_FRAMES` frames.
+
+        A frame depends on its own samples only (no centre padding: frame :math:`t` is
+        samples :math:`[t\\,hop, t\\,hop + n_{fft})`), so the passes give the frames of
+        one pass over the whole clip. A long clip's STFT is
+        a complex ``(n_fft / 2 + 1, F)`` temporary per clip, 1 GB for :math:`10^6`
+        frames, and its magnitude another half of that: per pass they stay small enough
+        to be reused from the heap and to stay in cache, so the time grows as the clip.
+        """
+        b, t = wave.shape
+        frames = 1 + (t - self.n_fft) // self.hop_length
+        if b * frames <= MEL_CHUNK_FRAMES:
+            return self._mel(wave).add_(1e-6).log_()
+        out = wave.new_empty(b, self.n_mels, frames)
+        step = max(1, MEL_CHUNK_FRAMES // b)
+        for lo in range(0, frames, step):  # blocks of frames, not a loop over frames
+            hi = min(lo + step, frames)
+            piece = wave[:, lo * self.hop_length : (hi - 1) * self.hop_length + self.n_fft]
+            out[:, :, lo:hi] = self._mel(piece).add_(1e-6).log_()
+        return out
 
     def __repr__(self) -> str:
         return (
