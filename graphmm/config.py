@@ -216,11 +216,12 @@ class ModelConf(GNNConf):
     fusion: str = library_default(_CLASSIFIER, "fusion")
     head_hidden: Optional[int] = library_default(_CLASSIFIER, "head_hidden")
     readout_ntypes: Optional[List[str]] = library_default(_CLASSIFIER, "readout_ntypes")
-    # the wide path (graphmm.nn.WidePath): null, words, ngrams or {ntype: words | ngrams | <float field>}
+    # the wide path (graphmm.nn.WidePath), fitted before the GNN trains: null, auto, words,
+    # ngrams or {ntype: words | ngrams | cells[:field] | moments[:field]}
     wide: Any = library_default(_CLASSIFIER, "wide")
     wide_buckets: int = library_default(_CLASSIFIER, "wide_buckets")
-    wide_dropout: float = library_default(_CLASSIFIER, "wide_dropout")
-    wide_norm: str = library_default(_CLASSIFIER, "wide_norm")
+    wide_c: List[float] = field(default_factory=lambda: list(library_default(_CLASSIFIER, "wide_c")))
+    wide_folds: int = library_default(_CLASSIFIER, "wide_folds")
 
 
 @dataclass

@@ -400,7 +400,7 @@ def _run(cfg: DictConfig, ctx: DistContext) -> tuple[dict[str, float], TrainedRu
     show = bars_enabled(tcfg.progress) and ctx.is_main  # never into a log file
     t0 = time.perf_counter()
     data = prepare_data(cfg, out, ctx, show)
-    engine = build_engine(cfg, data, out, device, ctx, show)
+    engine = build_engine(cfg, data, out, device, ctx, show, fit_wide=resume is None)
     if resume is not None:
         _restore(cfg, engine, data, *resume)
     try:
@@ -505,12 +505,17 @@ def _builder_from_checkpoint(cfg: DictConfig, builder: MultimodalGraphBuilder) -
 
 
 def build_engine(
-    cfg: DictConfig, data: _Data, out: Path, device: torch.device, ctx: DistContext, progress: bool = False
+    cfg: DictConfig, data: _Data, out: Path, device: torch.device, ctx: DistContext, progress: bool = False,
+    fit_wide: bool = True,
 ) -> Engine:
     """The model, optimizer, scheduler and loaders the config asks for, in an
-    :class:`~graphmm.engine.Engine` with the callbacks of ``trainer``."""
+    :class:`~graphmm.engine.Engine` with the callbacks of ``trainer``. A model with a
+    wide path gets it fitted first (``fit_wide``; a resumed run loads it instead)."""
     tcfg, builder, task = cfg.trainer, data.builder, data.task
     model = build_model(cfg.model, builder, **task.model_kwargs())
+    wide_metrics = {}
+    if fit_wide and getattr(model, "wide", None) is not None:
+        wide_metrics = fit_wide_path(model, builder, data.splits, tcfg.eval_batch_size, progress)
     if cfg.model.get("init_from"):
         from graphmm.pretrain import load_pretrained
 
@@ -549,12 +554,43 @@ def build_engine(
     ]
     if tcfg.test_missing_modalities:
         callbacks.append(MissingModalityTest(builder, data.splits["test"], evaluation))
-    return Engine(
+    engine = Engine(
         model, task, optimizer, loaders, data.splits, device, max_epochs=tcfg.max_epochs,
         batch_size=tcfg.batch_size, scheduler=scheduler, callbacks=callbacks, grad_clip=tcfg.grad_clip,
         label_smoothing=tcfg.label_smoothing, limit_train_batches=tcfg.limit_train_batches, ctx=ctx,
         progress=progress,
     )
+    engine.extra_metrics.update(wide_metrics)
+    return engine
+
+
+def fit_wide_path(model: torch.nn.Module, builder: MultimodalGraphBuilder, splits: Mapping[str, Sequence[Sample]],
+                  batch_size: int, progress: bool = False) -> dict[str, float]:
+    """Fit ``model``'s wide path (:meth:`graphmm.nn.GraphClassifier.fit_wide`) on the
+    training split, choosing its regularisation on the validation split; logs the fit.
+
+    Returns the linear model's own scores for ``metrics.json``: ``wide/c`` (the chosen
+    C), ``wide/val_acc``, ``wide/test_acc`` (reported, never used to choose) and
+    ``wide/oof_acc`` (its out-of-fold accuracy on the training split).
+    """
+    t0 = time.perf_counter()
+
+    def batches(name: str) -> Iterator[tuple[Any, torch.Tensor]]:
+        samples = splits[name]
+        starts = range(0, len(samples), batch_size)
+        for i in progress_bar(starts, enabled=progress, desc=f"wide path: {name} rows", unit="batch"):
+            yield builder.collate(samples[i : i + batch_size])
+
+    fit = model.fit_wide(batches("train"), batches("val"))
+    wide = model.wide.eval()
+    with torch.no_grad():
+        hits = [(wide(g).argmax(1) == y).sum().item() for g, y in batches("test")]
+    metrics = {"wide/c": fit.c, "wide/val_acc": fit.val_acc.get(fit.c, float("nan")),
+               "wide/test_acc": sum(hits) / max(len(splits["test"]), 1)}
+    if fit.oof_acc is not None:
+        metrics["wide/oof_acc"] = fit.oof_acc
+    log.info("%s (%.1f s)", fit.summary(), time.perf_counter() - t0)
+    return metrics
 
 
 def _checkpoint_extra(config: dict[str, Any], builder: MultimodalGraphBuilder, task: Task) -> dict[str, Any]:

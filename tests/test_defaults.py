@@ -96,7 +96,7 @@ LIBRARY: list[tuple[type, str, dict[str, str]]] = [
     (ModelConf, "graphmm.nn.GATLayer", {}),
     (ModelConf, "graphmm.nn.SequenceClassifier", {}),
     (ModelConf, "graphmm.nn.LateFusionClassifier", {}),
-    (ModelConf, "graphmm.nn.WidePath", {"buckets": "wide_buckets", "dropout": "wide_dropout", "norm": "wide_norm"}),
+    (ModelConf, "graphmm.nn.WidePath", {"buckets": "wide_buckets"}),
     (GenerationModelConf, "graphmm.nn.GraphSeq2Seq", {}),
     (GenerationModelConf, "graphmm.nn.SequenceSeq2Seq", {}),
     (GenerationModelConf, "graphmm.nn.GenerationHead",

@@ -1,4 +1,5 @@
-"""The wide path (issue 15): a linear model of a sample's own node inputs beside the graph."""
+"""The wide path (issue 15): a linear model of a sample's own node inputs, fitted to its
+optimum before the graph model trains, with out-of-fold logits for training."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import dgl
 import numpy as np
 import pytest
 import torch
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from graphmm.data import Sample
-from graphmm.graphs import MultimodalGraphBuilder
+from graphmm.graphs import ImageGraphBuilder, MultimodalGraphBuilder
 from graphmm.nn import GraphClassifier, WidePath
-from graphmm.nn.wide import _BIGRAM_PRIME, bigram_ids
+from graphmm.nn.wide import _BIGRAM_PRIME, _HASH_MOD, _mix32, _row_hashes, bigram_ids, parse_wide
 from graphmm.train import train
 from graphmm.utils import load_checkpoint
 
@@ -27,68 +29,128 @@ def _word_graphs(docs: list[list[int]]) -> dgl.DGLGraph:
     return dgl.batch(graphs)
 
 
-def _bag_of_words_problem(n: int = 80, vocab: int = 10, classes: int = 3, seed: int = 0):
-    """Documents drawn from class-dependent word distributions, their labels and counts."""
+def _bag_of_words_problem(n: int = 120, vocab: int = 12, classes: int = 3, seed: int = 0):
+    """Documents drawn from class-dependent word distributions, and their labels."""
     rng = np.random.default_rng(seed)
     topic = rng.dirichlet(np.ones(vocab) * 0.5, size=classes)
     labels = rng.integers(0, classes, n)
-    docs = [list(rng.choice(vocab, size=rng.integers(0, 9), p=topic[y])) for y in labels]
-    counts = np.zeros((n, vocab))
-    for i, doc in enumerate(docs):
-        np.add.at(counts[i], doc, 1)
-    return docs, labels, counts
+    docs = [list(rng.choice(vocab, size=rng.integers(1, 9), p=topic[y])) for y in labels]
+    return docs, labels
 
 
-def test_the_wide_path_alone_is_a_logistic_regression():
-    """Same objective as sklearn's L2 multinomial logistic regression on the unigram
-    counts (``C * sum CE + ||W||^2 / 2``, intercept unpenalised): same optimum."""
-    docs, labels, counts = _bag_of_words_problem()
-    n, vocab, classes, C = len(docs), counts.shape[1], 3, 0.5
-    ref = LogisticRegression(C=C, tol=1e-10, max_iter=10_000).fit(counts, labels)
+def _dense(wide: WidePath, g: dgl.DGLGraph) -> np.ndarray:
+    rows, cols, vals = wide.design(g)
+    x = torch.zeros(g.batch_size, int(wide.widths.sum()))
+    x[rows, cols] = vals
+    return x.numpy()
 
-    torch.manual_seed(0)
-    wide = WidePath({"word": vocab}, classes, {"word": "words"}, norm="sum").double()
+
+def test_words_design_is_sklearns_tfidf():
+    """``words`` rows are scikit-learn's TF-IDF (sublinear tf, smoothed idf, l2 norm) of
+    the token ids, with the idf fitted on the training rows only."""
+    docs, labels = _bag_of_words_problem()
+    train_docs, test_docs = docs[:80], docs[80:]
+    wide = WidePath({"word": 12}, 3, {"word": "words"})
+    g_tr, g_te = _word_graphs(train_docs), _word_graphs(test_docs)
+    wide.fit([(g_tr, torch.as_tensor(labels[:80]))], [], cs=[1.0], folds=0)
+    vec = TfidfVectorizer(sublinear_tf=True, token_pattern=r"\S+", vocabulary=[str(i) for i in range(12)])
+    vec.fit([" ".join(map(str, d)) for d in train_docs])
+    ref = vec.transform([" ".join(map(str, d)) for d in test_docs]).toarray()
+    np.testing.assert_allclose(_dense(wide, g_te), ref, atol=1e-6)
+
+
+def test_the_wide_path_alone_is_a_logistic_regression_at_its_optimum():
+    """The fitted weights minimise ``C * sum CE + ||W||^2 / 2`` (intercept unpenalised):
+    the gradient, computed here by autograd, vanishes; and they score like
+    scikit-learn's logistic regression on the same rows."""
+    docs, labels = _bag_of_words_problem()
     g, y = _word_graphs(docs), torch.as_tensor(labels)
-    opt = torch.optim.LBFGS(wide.parameters(), lr=1, max_iter=500, tolerance_grad=1e-12,
-                            tolerance_change=1e-14, line_search_fn="strong_wolfe")
+    wide = WidePath({"word": 12}, 3, {"word": "ngrams"}, buckets=31).eval()
+    fit = wide.fit([(g, y)], [(g, y)], cs=[0.5], folds=0, max_iter=10_000, tol=1e-10)
+    assert fit.c == 0.5 and fit.cols == 12 + 31
+    x = torch.as_tensor(_dense(wide, g), dtype=torch.float64)
 
-    def objective():
-        weight = wide.ids["word"].weight
-        return torch.nn.functional.cross_entropy(wide(g), y) + weight.pow(2).sum() / (2 * C * n)
-
-    def closure():
-        opt.zero_grad()
-        loss = objective()
+    def gradient(w0: torch.Tensor, b0: torch.Tensor) -> torch.Tensor:
+        w, b = w0.double().clone().requires_grad_(True), b0.double().clone().requires_grad_(True)
+        loss = 0.5 * torch.nn.functional.cross_entropy(x @ w + b, y, reduction="sum") + w.pow(2).sum() / 2
         loss.backward()
-        return loss
+        return torch.cat([w.grad.reshape(-1), b.grad])
 
-    for _ in range(5):
-        opt.step(closure)
-    coef = wide.ids["word"].weight.detach().T.numpy()  # (classes, vocab), as sklearn's coef_
-    np.testing.assert_allclose(coef, ref.coef_, atol=1e-4)
-    # intercepts are unpenalised, so only their differences between classes are defined
-    ours, theirs = wide.bias.detach().numpy(), ref.intercept_
-    np.testing.assert_allclose(ours - ours.mean(), theirs - theirs.mean(), atol=1e-4)
-    np.testing.assert_allclose(torch.softmax(wide(g), -1).detach().numpy(), ref.predict_proba(counts), atol=1e-5)
-    sk_loss = -np.log(ref.predict_proba(counts)[np.arange(n), labels]).mean() + (ref.coef_**2).sum() / (2 * C * n)
-    assert float(objective()) == pytest.approx(sk_loss, abs=1e-8)
-    assert coef.std() > 0.1  # a real fit, not all zeros
+    at_fit = gradient(wide.coef(), wide.bias.detach())
+    at_zero = gradient(torch.zeros_like(wide.coef()), torch.zeros_like(wide.bias))
+    assert at_fit.norm() < 1e-3 * at_zero.norm()  # the solver's tolerance, float32 weights
+    w = wide.coef()
+    assert w.detach().abs().max() > 0.1  # a real fit, not all zeros
+    ref = LogisticRegression(C=0.5, tol=1e-10, max_iter=10_000).fit(x.numpy(), labels)
+    np.testing.assert_allclose(torch.softmax(wide(g), -1).detach().numpy(), ref.predict_proba(x.numpy()), atol=1e-4)
 
 
-def test_length_norms_scale_the_counts():
-    """``mean``/``sqrt`` equal the ``sum`` model on counts divided by n or sqrt(n)."""
-    docs = [[1, 2, 2], [], [3, 1, 1, 1]]
-    g = _word_graphs(docs)
-    out = {}
-    for norm in ("sum", "mean", "sqrt"):
-        wide = WidePath({"word": 5}, 2, {"word": "words"}, norm=norm)
-        with torch.no_grad():
-            wide.ids["word"].weight.copy_(torch.arange(10.0).reshape(5, 2))
-        out[norm] = wide(g)
-    n = torch.tensor([3.0, 1.0, 4.0])[:, None]  # an empty sample divides by 1 (and is 0)
-    torch.testing.assert_close(out["mean"], out["sum"] / n)
-    torch.testing.assert_close(out["sqrt"], out["sum"] / n.sqrt())
-    assert out["sum"][1].abs().sum() == 0
+def test_c_is_chosen_on_validation():
+    docs, labels = _bag_of_words_problem(n=200, seed=1)
+    g_tr, y_tr = _word_graphs(docs[:120]), torch.as_tensor(labels[:120])
+    g_va, y_va = _word_graphs(docs[120:]), torch.as_tensor(labels[120:])
+    wide = WidePath({"word": 12}, 3, {"word": "words"})
+    fit = wide.fit([(g_tr, y_tr)], [(g_va, y_va)], cs=[1e-4, 1.0], folds=0)
+    assert set(fit.val_acc) == {1e-4, 1.0}
+    assert fit.c == max(fit.val_acc, key=lambda c: (fit.val_acc[c], -fit.val_loss[c]))
+    assert fit.val_acc[1.0] > fit.val_acc[1e-4]  # near-zero weights predict one class
+
+
+def test_out_of_fold_logits_are_those_of_the_model_without_the_fold():
+    docs, labels = _bag_of_words_problem(n=90, seed=2)
+    g, y = _word_graphs(docs), torch.as_tensor(labels)
+    wide = WidePath({"word": 12}, 3, {"word": "words"})
+    fit = wide.fit([(g, y)], [], cs=[2.0], folds=3, tol=1e-10, max_iter=10_000)
+    assert fit.oof_acc is not None and fit.oof_acc < fit.train_acc
+    x = _dense(wide, g)
+    eval_logits = wide.eval()(g).detach().numpy()
+    train_logits = wide.train()(g).detach().numpy()
+    assert not np.allclose(eval_logits, train_logits)
+    # rebuild the folds from the content hashes and refit each fold by hand
+    fold = (_mix32(_row_hashes(wide.raw_block(g, 0), g.batch_size) % _HASH_MOD) % 3).numpy()
+    for f in range(3):
+        held = fold == f
+        ref = LogisticRegression(C=2.0, tol=1e-10, max_iter=10_000).fit(x[~held], labels[~held])
+        ours = torch.log_softmax(torch.as_tensor(train_logits[held]), -1).numpy()
+        # a model with the fold in would differ by tenths; solver tolerance and a float32 table by less
+        np.testing.assert_allclose(ours, ref.predict_log_proba(x[held]), atol=2e-3)
+
+
+def test_cells_are_a_linear_model_of_the_pixels():
+    """Non-overlapping patches by grid cell: the row is the image's pixels (each column
+    over its training std), so the fit is logistic regression on the raw image."""
+    torch.manual_seed(0)
+    images = torch.rand(40, 1, 8, 8)
+    labels = (images[:, 0, :4].mean((1, 2)) > images[:, 0, 4:].mean((1, 2))).long()
+    builder = MultimodalGraphBuilder(text=False, audio=False, image=ImageGraphBuilder(patch_size=4), cross=None)
+    samples = [Sample(image=im, label=int(y)) for im, y in zip(images, labels)]
+    builder.fit(samples)
+    g = builder.batch(samples)
+    wide = WidePath(builder.in_dims, 2, {"patch": "cells"})
+    fit = wide.fit([(g, labels)], [(g, labels)], cs=[4.0], folds=0)
+    assert tuple(wide.grid[0].tolist()) == (2, 2) and fit.cols == 4 * 16
+    x = _dense(wide, g)
+    # column (cell r*2+c, pixel j) is pixel (4r + j // 4, 4c + j % 4) of the image
+    cells = images.reshape(40, 2, 4, 2, 4).permute(0, 1, 3, 2, 4).reshape(40, 64).numpy()
+    np.testing.assert_allclose(x, cells / cells.std(0), rtol=1e-4)
+    assert fit.train_acc > 0.9
+
+
+def test_moments_are_band_means_and_mean_squares():
+    g = dgl.batch([
+        dgl.heterograph({("frame", "next", "frame"): ([], [])}, num_nodes_dict={"frame": n}) for n in (3, 0, 2)
+    ])
+    mel = torch.randn(5, 4)
+    g.nodes["frame"].data["mel"] = mel
+    wide = WidePath({"frame": 4}, 2, {"frame": "moments"})
+    block = wide.raw_block(g, 0)
+    x = torch.zeros(3, 8)
+    x[block.rows, block.cols] = block.vals
+    torch.testing.assert_close(x[0], torch.cat([mel[:3].mean(0), (mel[:3] ** 2).mean(0)]))
+    assert x[1].abs().sum() == 0  # no frames: no entries
+    torch.testing.assert_close(x[2], torch.cat([mel[3:].mean(0), (mel[3:] ** 2).mean(0)]))
+    with pytest.raises(KeyError, match="no field 'pixels'"):
+        WidePath({"frame": 4}, 2, {"frame": "moments:pixels"}).raw_block(g, 0)
 
 
 def test_bigrams_stay_within_a_sample_and_equal_a_per_sample_reference():
@@ -97,17 +159,16 @@ def test_bigrams_stay_within_a_sample_and_equal_a_per_sample_reference():
     builder = MultimodalGraphBuilder(image=False, audio=False).fit(samples)
     g = builder.batch(samples)
     wide = WidePath(builder.in_dims, 2, {"word": "ngrams"}, buckets=97)
-    ids, seg = wide.term_ids(g, "word")
+    block = wide.raw_block(g, 0)
     vocab = builder.in_dims["word"]
 
-    expected_ids, expected_seg = [], []
+    expected: dict[tuple[int, int], float] = {}
     for b, s in enumerate(samples):  # one sample at a time: no boundary to cross
         tok = builder(s).nodes["word"].data["token"].tolist()
-        bigrams = [(x * _BIGRAM_PRIME + y) % 97 + vocab for x, y in zip(tok, tok[1:])]
-        expected_ids += tok + bigrams
-        expected_seg += [b] * (len(tok) + len(bigrams))
-    assert sorted(zip(seg.tolist(), ids.tolist())) == sorted(zip(expected_seg, expected_ids))
-    assert len(ids) == sum(len(t.split()) for t in texts) + sum(len(t.split()) - 1 for t in texts)
+        for t in tok + [(x * _BIGRAM_PRIME + y) % 97 + vocab for x, y in zip(tok, tok[1:])]:
+            expected[(b, t)] = expected.get((b, t), 0) + 1
+    got = {(int(r), int(c)): float(v) for r, c, v in zip(block.rows, block.cols, block.vals)}
+    assert got == expected
 
     # the pair (mat, dogs) at the boundary of samples 0 and 1 is no bigram of anyone
     tok, pos = g.nodes["word"].data["token"], g.nodes["word"].data["pos"]
@@ -117,18 +178,58 @@ def test_bigrams_stay_within_a_sample_and_equal_a_per_sample_reference():
     assert boundary not in bi.tolist() and len(bi) == 5 + 1 + 0 + 2
 
 
-def test_dense_terms_are_a_linear_model_of_the_mean_field():
-    g = dgl.batch([
-        dgl.heterograph({("patch", "adjacent", "patch"): ([], [])}, num_nodes_dict={"patch": n}) for n in (3, 0)
-    ])
-    g.nodes["patch"].data["pixels"] = torch.randn(3, 4)
-    wide = WidePath({"patch": 4}, 2, {"patch": "pixels"})
-    torch.nn.init.normal_(wide.dense["patch"].weight)
-    out = wide(g)
-    torch.testing.assert_close(out[0], wide.dense["patch"](g.nodes["patch"].data["pixels"].mean(0)))
-    assert torch.equal(out[1], torch.zeros(2))  # no patches: the intercept alone
-    with pytest.raises(KeyError, match="no field 'mel'"):
-        WidePath({"patch": 4}, 2, {"patch": "mel"})(g)
+def _multimodal_fit(folds: int = 2):
+    torch.manual_seed(0)
+    words = ["one", "two", "three", "four", "five", "six"]
+    samples = [
+        Sample(text=" ".join(words[(i + j) % 6] for j in range(3)), image=(torch.rand(1, 8, 8) + (i % 2)) / 2,
+               label=i % 2, id=i)
+        for i in range(30)
+    ]
+    builder = MultimodalGraphBuilder(audio=False).fit(samples)
+    model = GraphClassifier(builder.in_dims, builder.canonical_etypes, 2, hidden=16, conv_kwargs={"heads": 2},
+                            wide="auto", wide_c=[1.0], wide_folds=folds)
+    model.fit_wide([builder.collate(samples)], [builder.collate(samples)])
+    return builder, samples, model
+
+
+def test_out_of_fold_lookup_is_per_modality():
+    """A training sample that lost a modality (modality dropout) still finds the
+    out-of-fold score of the modality it kept."""
+    builder, samples, model = _multimodal_fit()
+    wide = model.wide.train()
+    full = builder.batch(samples)
+    text_only = builder.batch([s.without("image") for s in samples])
+    _, text_oof = wide._oof_lookup(1, _row_hashes(wide.raw_block(full, 1), len(samples)))
+    hit, _ = wide._oof_lookup(1, _row_hashes(wide.raw_block(text_only, 1), len(samples)))
+    assert bool(hit.all())
+    # the text-only row scores the bias plus the text block's out-of-fold score
+    assert [str(t) for t in wide.terms] == ["patch:cells(pixels)", "word:ngrams"]
+    torch.testing.assert_close(wide(text_only), wide.bias + text_oof)
+
+
+def test_a_fitted_wide_path_round_trips_through_a_checkpoint(tmp_path):
+    builder, samples, model = _multimodal_fit()
+    g = builder.batch(samples)
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    fresh = GraphClassifier(builder.in_dims, builder.canonical_etypes, 2, hidden=16, conv_kwargs={"heads": 2},
+                            wide="auto", wide_c=[1.0], wide_folds=2)
+    assert not fresh.wide.fitted
+    fresh.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
+    for mode in (True, False):
+        model.wide.train(mode), fresh.wide.train(mode)
+        torch.testing.assert_close(fresh.wide(g), model.wide(g))
+    assert torch.equal(fresh.wide.grid, model.wide.grid)
+
+
+def test_the_model_starts_as_its_wide_path():
+    """The head starts at zero, so before the GNN trains the model is the linear model."""
+    builder, samples, model = _multimodal_fit()
+    g = builder.batch(samples)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(g), model.wide(g))
+        torch.testing.assert_close(model.explain(g)[0], model(g))
 
 
 def test_wide_option_errors_name_the_key():
@@ -136,32 +237,29 @@ def test_wide_option_errors_name_the_key():
     with pytest.raises(ValueError, match="model.wide='bigrams' is not one of"):
         GraphClassifier(builder.in_dims, builder.canonical_etypes, 3, wide="bigrams")
     with pytest.raises(ValueError, match="node types \\['video'\\]"):
-        GraphClassifier(builder.in_dims, builder.canonical_etypes, 3, wide={"video": "pixels"})
+        GraphClassifier(builder.in_dims, builder.canonical_etypes, 3, wide={"video": "cells"})
+    with pytest.raises(ValueError, match="'pixel' is not one of"):
+        GraphClassifier(builder.in_dims, builder.canonical_etypes, 3, wide={"patch": "pixel"})
+    with pytest.raises(ValueError, match="model.wide_c"):
+        GraphClassifier(builder.in_dims, builder.canonical_etypes, 3, wide="auto", wide_c=[0.0])
     assert GraphClassifier(builder.in_dims, builder.canonical_etypes, 3).wide is None  # off by default
-
-
-def test_graph_classifier_adds_the_wide_logits():
-    samples = [Sample(text="one two three", label=0), Sample(text="four", image=torch.rand(1, 8, 8), label=1)]
-    builder = MultimodalGraphBuilder().fit(samples)
-    g = builder.batch(samples)
-    model = GraphClassifier(builder.in_dims, builder.canonical_etypes, 2, hidden=16, conv_kwargs={"heads": 2},
-                            wide="ngrams").eval()
-    base = model(g)
-    torch.nn.init.normal_(model.wide.ids["word"].weight)
-    with torch.no_grad():
-        assert torch.allclose(model(g), base + model.wide(g))
-        assert torch.allclose(model.explain(g)[0], model(g))
+    assert [str(t) for t in parse_wide("auto", builder.in_dims)] == [
+        "frame:moments(mel)", "patch:cells(pixels)", "word:ngrams"]
 
 
 TINY = ["debug=fast", "model.hidden=16", "model.heads=2", "model.num_layers=1"]
 
 
-def test_wide_ngrams_trains_end_to_end(make_cfg, tmp_path):
-    cfg = make_cfg([*TINY, "model.wide={word:ngrams,patch:pixels}", "model.wide_dropout=0.1"])
+def test_wide_auto_trains_end_to_end_and_predicts(make_cfg, tmp_path):
+    cfg = make_cfg([*TINY, "model.wide=auto", "model.wide_c=[1.0,4.0]", "model.wide_folds=3"])
     metrics = train(cfg)
     assert 0.0 <= metrics["test/acc"] <= 1.0 and metrics["epochs"] == 2
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["model"]
-    # trained away from their zero start, and saved with the model
-    assert state["wide.ids.word.weight"].abs().sum() > 0
-    assert state["wide.dense.patch.weight"].abs().sum() > 0
-    assert state["wide.ids.word.weight"].shape[0] == cfg.model.wide_buckets + state["encoders.types.word.embed.weight"].shape[0]
+    assert state["wide.weight"].abs().sum() > 0  # fitted, and saved with the model
+    # only the columns training rows used: the text's few words and bigrams, not every bucket
+    assert len(state["wide.columns"]) == state["wide.weight"].shape[0] < cfg.model.wide_buckets
+    assert state["wide.oof_keys"].shape[0] == 3  # frame, patch, word
+    from graphmm.predict import load_predictor
+
+    predictor = load_predictor(tmp_path / "run")
+    assert predictor.model.wide.fitted

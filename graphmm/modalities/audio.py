@@ -66,5 +66,5 @@ class FrameEncoder(nn.Module):
 
 register_modality(
     "audio", ntype="frame", summary_id=2, encoder=FrameEncoder, schema=AudioGraphConf, sample_fields=("sample_rate",),
-    default_on=True, masked=("mel", "regress"),
+    default_on=True, masked=("mel", "regress"), wide="moments:mel",
 )(AudioGraphBuilder)

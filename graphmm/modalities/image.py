@@ -73,6 +73,6 @@ class PatchEncoder(nn.Module):
 
 
 register_modality("image", ntype="patch", summary_id=1, encoder=PatchEncoder, schema=ImageGraphConf, default_on=True,
-                  masked=("pixels", "regress"))(
+                  masked=("pixels", "regress"), wide="cells:pixels")(
     ImageGraphBuilder
 )

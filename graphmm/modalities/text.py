@@ -70,4 +70,4 @@ class WordEncoder(nn.Module):
 
 # masked: what self-supervised pretraining hides and predicts (graphmm.pretrain)
 register_modality("text", ntype="word", summary_id=0, encoder=WordEncoder, schema=TextGraphConf, default_on=True,
-                  masked=("token", "class"))(TextGraphBuilder)
+                  masked=("token", "class"), wide="ngrams")(TextGraphBuilder)

@@ -148,7 +148,7 @@ _DEFAULTS = VideoGraphConf()
 
 
 @register_modality("video", ntype=NTYPE, summary_id=3, encoder=VideoPatchEncoder, schema=VideoGraphConf,
-                   masked=("pixels", "regress"))
+                   masked=("pixels", "regress"), wide="cells:pixels")
 class VideoGraphBuilder:
     """Builds ``vpatch`` nodes from :math:`(T, C, H, W)` clips (see the module docstring).
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import dgl
@@ -12,7 +12,7 @@ from .encoders import NodeEncoders
 from .heads import ClassificationHead
 from .hetero import CanonicalEType, HeteroGNN, as_canonical_etypes
 from .readout import TypeReadout
-from .wide import WidePath, parse_wide
+from .wide import WideFit, WidePath, parse_wide
 
 __all__ = ["GraphClassifier"]
 
@@ -30,8 +30,10 @@ class GraphClassifier(nn.Module):
     where :math:`m_b` marks the node types present in graph :math:`b`; a sample
     that lacks a modality (or every modality) still gives finite logits. The wide
     term (off by default, ``wide=None``: zero) is :class:`WidePath`, a linear model of
-    the sample's own node inputs (token and bigram counts, mean raw features), so the
-    GNN learns what that linear model misses. Only
+    the sample's own node inputs (token and bigram TF-IDF, pixels by grid cell, mel
+    statistics), fitted to its optimum before the GNN trains (:meth:`fit_wide`); the
+    head then starts at zero, so the model starts as that linear model and the GNN
+    learns what it misses. Only
     node types listed in ``in_dims`` and relations between them are used.
     All arguments are plain values, so Hydra can build the model with
     ``in_dims``, ``canonical_etypes`` and ``num_classes`` supplied at run time.
@@ -63,14 +65,16 @@ class GraphClassifier(nn.Module):
             ``featurizers`` of :class:`NodeEncoders`, e.g. ``{"patch": {"type":
             "open_clip", "name": "ViT-B-32", "checkpoint": path}}``). Default: ``None``
             (all learned).
-        wide: The wide path's terms: ``None`` (off), ``"words"`` (a weight per token
-            id of the ``word`` nodes), ``"ngrams"`` (and per hashed bigram), or a
-            mapping ``{ntype: "words" | "ngrams" | <float field>}`` (see
-            :class:`WidePath`). Default: ``None``.
+        wide: The wide path's terms (see :func:`~graphmm.nn.wide.parse_wide`): ``None``
+            (off), ``"auto"`` (each modality's own: token and bigram TF-IDF of ``word``
+            nodes, pixels by grid cell of ``patch`` nodes, mel means and spreads of
+            ``frame`` nodes), ``"words"``/``"ngrams"`` (``word`` nodes only), or a
+            mapping ``{ntype: kind}``. Default: ``None``.
         wide_buckets: Hash buckets for the wide path's bigrams. Default: ``262144``.
-        wide_dropout: Probability of dropping a wide term in training. Default: ``0.0``.
-        wide_norm: Per-sample scaling of the wide id terms (``"sum"``, ``"mean"``,
-            ``"sqrt"``). Default: ``"sqrt"``.
+        wide_c: Inverse L2 strengths the wide path's fit tries; validation picks one
+            (:meth:`WidePath.fit`). Default: ``(0.25, 1.0, 4.0, 16.0, 64.0)``.
+        wide_folds: Folds of the out-of-fold linear logits the GNN trains against
+            (``0`` or ``1``: the fitted logits themselves). Default: ``5``.
         fused: Run each GNN layer's relations as one fused computation where the conv
             allows it (see :class:`HeteroGNN`); the same function and parameters as one
             module per relation (``False``). Default: ``True``.
@@ -124,8 +128,8 @@ class GraphClassifier(nn.Module):
         encoders: Mapping[str, Mapping[str, Any]] | None = None,
         wide: str | Mapping[str, str] | None = None,
         wide_buckets: int = 262144,
-        wide_dropout: float = 0.0,
-        wide_norm: str = "sqrt",
+        wide_c: Sequence[float] = (0.25, 1.0, 4.0, 16.0, 64.0),
+        wide_folds: int = 5,
         fused: bool = True,
     ) -> None:
         super().__init__()
@@ -169,13 +173,14 @@ class GraphClassifier(nn.Module):
         self.head = ClassificationHead(
             self.readout.out_dim, num_classes, hidden=head_hidden, dropout=dropout
         )
-        terms = parse_wide(wide)
-        # no intercept of its own: the head's bias is the model's
-        self.wide = (
-            WidePath(in_dims, num_classes, terms, buckets=wide_buckets, dropout=wide_dropout, norm=wide_norm,
-                     bias=False)
-            if terms else None
-        )
+        terms = parse_wide(wide, self.ntypes)
+        if wide is not None and not terms:
+            raise ValueError(f"model.wide={wide!r}: no node type of this graph ({self.ntypes}) has a wide term")
+        if wide_folds < 0 or not wide_c or any(float(c) <= 0 for c in wide_c):
+            raise ValueError(f"model.wide_folds must be >= 0 and model.wide_c a non-empty list of C > 0, got "
+                             f"{wide_folds} and {list(wide_c)}")
+        self.wide = WidePath(in_dims, num_classes, terms, buckets=wide_buckets) if terms else None
+        self.wide_c, self.wide_folds = tuple(float(c) for c in wide_c), int(wide_folds)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -186,6 +191,18 @@ class GraphClassifier(nn.Module):
         self.head.reset_parameters()
         if self.wide is not None:
             self.wide.reset_parameters()
+            # the model starts as the (fitted) linear model; the graph learns the rest
+            nn.init.zeros_(self.head.fc_out.weight)
+            nn.init.zeros_(self.head.fc_out.bias)
+
+    def fit_wide(self, train: Iterable[tuple[dgl.DGLGraph, Tensor]],
+                 val: Iterable[tuple[dgl.DGLGraph, Tensor]]) -> WideFit | None:
+        """Fit the wide path (``wide_c``, ``wide_folds``; see :meth:`WidePath.fit`) on
+        batches ``(graph, labels)`` of the training and validation splits; ``None``
+        without a wide path."""
+        if self.wide is None:
+            return None
+        return self.wide.fit(train, val, cs=self.wide_c, folds=self.wide_folds)
 
     def encode(self, g: dgl.DGLGraph) -> dict[str, Tensor]:
         """Node states after message passing, ``dict[ntype, (N_ntype, hidden)]``."""
