@@ -447,8 +447,13 @@ class MultimodalGraphBuilder:
             src, dst = edges.get(r, (empty, empty))
             # sorted by (src, dst): each sample's edges are then contiguous, as
             # dgl.unbatch expects, and edge ids do not depend on how the batch was built
-            order = torch.argsort(src * max(num_nodes[r[2]], 1) + dst)
-            data_dict[r] = (src[order], dst[order])
+            key = src * max(num_nodes[r[2]], 1) + dst
+            if key.numel() > 1 and not bool((key[1:] >= key[:-1]).all()):
+                # most builders emit their edges in this order already: one pass to check
+                # instead of an O(E log E) sort
+                order = torch.argsort(key)
+                src, dst = src[order], dst[order]
+            data_dict[r] = (src, dst)
         seg = {nt: segment_offsets(blocks[nt].counts)[1] for nt in self.ntypes}
         return GraphTensors(
             num_nodes=num_nodes,
