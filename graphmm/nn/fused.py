@@ -32,6 +32,7 @@ only torch operators (sparse CSR products); elsewhere DGL's kernels.
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +107,35 @@ class RelationPlan:
     _rev_agg_graph: dgl.DGLGraph | None = None
     _layouts: dict[tuple[int, bool], AttentionLayout] = field(default_factory=dict)
     _cache: dict[str, Any] = field(default_factory=dict)
+    #: ``cet -> (E_cet,)`` each edge's place among its destination's in-edges
+    #: (:meth:`RelationIndex.in_rank`); ``None``: sort.
+    _rank: Callable[[CanonicalEType], Tensor] | None = None
+
+    def group_rank(self) -> Tensor:
+        """Per edge, ``(E,)``: its place among the edges of its group (one relation's
+        in-edges of one node), so that with the groups' first positions the edges sort
+        by group without a comparison sort (:meth:`RelationIndex.in_rank`); a plan
+        without an index to ask sorts."""
+        if "group_rank" in self._cache:
+            return self._cache["group_rank"]
+        if self._rank is not None:
+            rank = _cat([self._rank(cet) for cet in self.rels]) if self.rels else self.src_rows.clone()
+        else:
+            order = torch.argsort(self.group_rows, stable=True)
+            counts = torch.bincount(self.group_rows, minlength=self.num_groups)
+            first = torch.cumsum(counts, 0) - counts
+            rank = torch.empty_like(self.src_rows)
+            rank[order] = torch.arange(order.shape[0], device=order.device) - first.index_select(
+                0, self.group_rows.index_select(0, order))
+        self._cache["group_rank"] = rank
+        return rank
+
+    def relation_rows(self, scale: Sequence[int], shift: Sequence[int], ids: Tensor) -> Tensor:
+        """``ids * scale[r] + shift[r]`` on the edges of each relation ``r``, ``(E,)``:
+        per relation on its own slice, without per-edge copies of the constants."""
+        off = self.edge_offset
+        parts = [ids[off[r] : off[r + 1]] * scale[r] + shift[r] for r in range(len(self.rels))]
+        return _cat(parts) if parts else ids.clone()
 
     def per_edge(self, values: Sequence[int]) -> Tensor:
         """One value per relation of :attr:`rels`, repeated for each of its edges."""
@@ -213,9 +243,11 @@ class RelationPlan:
 class RelationIndex:
     """The relations of one (batched) heterograph, indexed for the fused layers.
 
-    Build it once per forward pass and hand it to every layer: the edges of each
-    relation are read from the graph once, and each distinct list of relations (the
-    last layer may run fewer) gets one :class:`RelationPlan`, built on first use.
+    Build it once per graph and hand it to every layer: the edges of each relation are
+    read from the graph once, and each distinct list of relations (the last layer may
+    run fewer) gets one :class:`RelationPlan`, built on first use. :meth:`of` keeps the
+    index with the graph, so further forward passes on the same graph (evaluation, the
+    steps of a benchmark) reuse it, as DGL keeps a graph's sparse formats.
 
     Args:
         g: The heterograph.
@@ -234,18 +266,55 @@ class RelationIndex:
         ['next', 'rev_cross', 'next']
         >>> plan.group_rows.tolist()  # into word j by its k-th relation (rev_cross, next): 2 j + k
         [4, 3, 5]
+        >>> RelationIndex.of(g) is RelationIndex.of(g)
+        True
     """
 
-    def __init__(self, g: dgl.DGLGraph) -> None:
-        self.graph = g
+    def __init__(self, g: dgl.DGLGraph, *, weak: bool = False) -> None:
+        # the index kept with the graph (of) refers to it weakly, so that it does not
+        # keep the graph alive
+        self._graph: Callable[[], dgl.DGLGraph | None] = weakref.ref(g) if weak else (lambda: g)
         self._edges: dict[CanonicalEType, tuple[Tensor, Tensor]] = {}
+        self._ranks: dict[CanonicalEType, Tensor] = {}
         self._plans: dict[tuple[CanonicalEType, ...], RelationPlan] = {}
+
+    @classmethod
+    def of(cls, g: dgl.DGLGraph) -> RelationIndex:
+        """The index of ``g``, made on first use and kept while ``g`` lives and its
+        structure stays (``add_edges`` and the like give the graph a new structure)."""
+        kept = _INDEXES.get(g)
+        if kept is not None and kept[0] is g._graph:
+            return kept[1]
+        index = cls(g, weak=True)
+        _INDEXES[g] = (g._graph, index)
+        return index
+
+    @property
+    def graph(self) -> dgl.DGLGraph:
+        """The indexed graph."""
+        g = self._graph()
+        if g is None:
+            raise RuntimeError("the graph of this RelationIndex no longer exists")
+        return g
 
     def edges(self, cet: CanonicalEType) -> tuple[Tensor, Tensor]:
         """``(src, dst)`` node ids of relation ``cet`` in edge-id order."""
         if cet not in self._edges:
             self._edges[cet] = self.graph.edges(etype=cet)  # in edge-id order
         return self._edges[cet]
+
+    def in_rank(self, cet: CanonicalEType) -> Tensor:
+        """Per edge of ``cet`` in edge-id order, ``(E_cet,)``: its place among the
+        in-edges of its destination, read off DGL's CSC format (made once, in C++, and
+        kept by the graph) instead of a sort."""
+        if cet not in self._ranks:
+            indptr, _, eids = self.graph.adj_tensors("csc", etype=cet)
+            n_e = eids.shape[0]
+            deg = indptr[1:] - indptr[:-1]
+            dst = torch.repeat_interleave(torch.arange(deg.shape[0], device=deg.device), deg, output_size=n_e)
+            place = torch.arange(n_e, device=deg.device) - indptr.index_select(0, dst)
+            self._ranks[cet] = torch.empty_like(place).scatter_(0, eids, place)
+        return self._ranks[cet]
 
     def plan(self, rels: Sequence[CanonicalEType]) -> RelationPlan:
         """The (cached) :class:`RelationPlan` of ``rels``, in this order."""
@@ -269,29 +338,19 @@ class RelationIndex:
         for t, pos in dst_types.items():
             dst_offset[t], groups = groups, groups + num_nodes[t] * len(pos)
             node_offset[t], num_dst = num_dst, num_dst + num_nodes[t]
-        # relation r's table row of source node i is src_offset + i * R_s + slot
-        # (likewise for groups); one multiply-add per edge, scalars per relation
-        src_parts, dst_parts, counts, scale, shift = [], [], [], [], []
+        # relation r's table row of source node i is src_offset + i * R_s + slot (likewise
+        # for groups): one multiply-add per edge on each relation's own edges
+        parts: list[tuple[Tensor, ...]] = []
         for r, (s, _, t) in enumerate(rels):
             src, dst = self.edges(rels[r])
-            src_parts.append(src)
-            dst_parts.append(dst)
-            counts.append(src.shape[0])
-            scale.append((len(src_types[s]), len(dst_types[t]), 1))
-            shift.append((src_offset[s] + src_types[s].index(r), dst_offset[t] + dst_types[t].index(r),
-                          node_offset[t]))
+            parts.append((src, dst, src * len(src_types[s]) + (src_offset[s] + src_types[s].index(r)),
+                          dst * len(dst_types[t]) + (dst_offset[t] + dst_types[t].index(r)), dst + node_offset[t]))
+        counts = [p[0].shape[0] for p in parts]
         device = g.device
         if rels:
-            src_ids, dst_ids = torch.cat(src_parts), torch.cat(dst_parts)
-            n_edges = torch.tensor(counts, device=device)
-            scale_e = torch.tensor(scale, dtype=src_ids.dtype, device=device).repeat_interleave(n_edges, dim=0)
-            shift_e = torch.tensor(shift, dtype=src_ids.dtype, device=device).repeat_interleave(n_edges, dim=0)
-            src_rows = src_ids * scale_e[:, 0] + shift_e[:, 0]
-            group_rows = dst_ids * scale_e[:, 1] + shift_e[:, 1]
-            node_rows = dst_ids + shift_e[:, 2]
+            src_ids, dst_ids, src_rows, group_rows, node_rows = (torch.cat(c) for c in zip(*parts))
         else:
-            n_edges = torch.zeros(0, dtype=torch.int64, device=device)
-            src_ids = dst_ids = src_rows = group_rows = node_rows = n_edges
+            src_ids = dst_ids = src_rows = group_rows = node_rows = torch.zeros(0, dtype=torch.int64, device=device)
         offsets = [0]
         for c in counts:
             offsets.append(offsets[-1] + c)
@@ -299,8 +358,13 @@ class RelationIndex:
             rels=rels, src_types=src_types, dst_types=dst_types, src_offset=src_offset, dst_offset=dst_offset,
             node_offset=node_offset, num_nodes=num_nodes, num_rows=rows, num_groups=groups, num_dst=num_dst,
             edge_offset=offsets, src_rows=src_rows, group_rows=group_rows, node_rows=node_rows,
-            src_ids=src_ids, dst_ids=dst_ids, edge_counts=n_edges,
+            src_ids=src_ids, dst_ids=dst_ids, edge_counts=torch.tensor(counts, dtype=torch.int64, device=device),
+            _rank=self.in_rank,
         )
+
+
+#: :meth:`RelationIndex.of`'s indexes: graph -> (its structure when indexed, index).
+_INDEXES: weakref.WeakKeyDictionary[dgl.DGLGraph, tuple[Any, RelationIndex]] = weakref.WeakKeyDictionary()
 
 
 #: ``kernel(mods, plan, inputs, aggregate, return_attention) -> (outputs, attention)``.
@@ -503,34 +567,71 @@ def _gat(
     layout = plan.attention_layout(k, split=_use_sparse(h0))
     drop = first.feat_drop if first.training and first.feat_drop.p > 0 else None
     w_rows = layout.weight_rows.take(w)  # one split: per type of pf_src, then of af_dst
-    z, raw, el, er = _gat_inputs(plan, layout, inputs, dict(zip(layout.pf_src, w_rows)), scores, f, drop)
-    if layout.projected is None:  # DGL's kernels
-        e = dgl.ops.u_add_v(plan.graph, el, er)
-        attn = edge_softmax(plan.graph, nn.functional.leaky_relu(e, first.negative_slope))  # (E, K)
-    else:
-        # torch ops only: DGL's kernels run in an OpenMP thread pool of their own, and
-        # two pools waiting for work beside each other slow both down
-        e = el.index_select(0, plan.src_rows) + er.index_select(0, plan.group_rows)
-        attn = _group_softmax(nn.functional.leaky_relu(e, first.negative_slope), plan.group_rows, plan.num_groups)
-    attn = first.attn_drop(attn)
-    # the weighted sum straight into the destination nodes sums over relations too
-    if layout.projected is None:  # DGL's kernels
-        out = _AttentionSum.apply(z, attn, plan)
-    else:
-        out = _SparseAttention.apply(z.reshape(z.shape[0] * k, f), attn, layout.projected)
-    outs = plan.split_dst(out.view(-1, k * f))
-    if layout.summed is not None:
-        sums = _SparseAttention.apply(raw, attn, layout.summed).view(-1, k, d)  # (af groups, K, D)
-        sizes = [plan.num_nodes[t] * len(pos) for t, pos in layout.af_dst.items()]
-        for (t, pos), x, w_t in zip(layout.af_dst.items(), sums.split(sizes), w_rows[len(layout.pf_src):]):
-            # project the sums: per head k, sum over the relations r of x[:, r, k] W_r^k
-            y = torch.einsum("nrkd,rkfd->nkf", x.view(-1, len(pos), k, d), w_t.view(len(pos), k, f, d))
-            outs[t] = outs[t] + y.reshape(-1, k * f)
+    head_major = layout.projected is not None
+    z, raw, el, er = _gat_inputs(plan, layout, inputs, dict(zip(layout.pf_src, w_rows)), scores, f, drop, head_major)
     bias = None if first.bias is None else torch.stack([m.bias for m in mods])  # (R, K F)
-    out = _finish(plan, outs, bias, aggregate)
+    if head_major:
+        out, attn = _gat_sparse(plan, layout, first, z, raw, el, er, w_rows[len(layout.pf_src):], bias, aggregate)
+    else:  # DGL's kernels, in the plan's edge order
+        e = dgl.ops.u_add_v(plan.graph, el, er)
+        attn = first.attn_drop(edge_softmax(plan.graph, nn.functional.leaky_relu(e, first.negative_slope)))  # (E, K)
+        out = _finish(plan, plan.split_dst(_AttentionSum.apply(z, attn, plan).view(-1, k * f)), bias, aggregate)
     if not first._concat:
         out = {t: z_t.view(-1, k, f).mean(1) for t, z_t in out.items()}
     return out, (_split_attention(plan, attn) if return_attention else {})
+
+
+def _gat_sparse(
+    plan: RelationPlan,
+    layout: AttentionLayout,
+    first: GATLayer,
+    z: Tensor,
+    raw: Tensor | None,
+    el: Tensor,
+    er: Tensor,
+    af_weights: Sequence[Tensor],
+    bias: Tensor | None,
+    aggregate: str,
+) -> tuple[dict[str, Tensor], Tensor]:
+    r"""The edge and aggregation part of :func:`_gat` with torch operators, in the
+    layout's edge order: scores :math:`e = \mathrm{LeakyReLU}(el_j + er_i)`, their
+    softmax per group, then :math:`o = A z` for the relations that project first (one
+    sparse product for all heads, ``z (K, rows, F)``) and the projected sums of those
+    that sum first. Without autograd the per-edge temporaries are updated in place.
+
+    Returns:
+        The outputs per destination type ``(N_t, K F)`` and the attention ``(E, K)`` in
+        the plan's edge order.
+    """
+    k, f = first._heads, first._head_feats
+    # torch ops only: DGL's kernels run in an OpenMP thread pool of their own, and
+    # two pools waiting for work beside each other slow both down
+    grad = torch.is_grad_enabled() and (el.requires_grad or er.requires_grad)
+    e = el.index_select(0, layout.src_rows)
+    e = e + er.index_select(0, layout.group_rows) if grad else e.add_(er.index_select(0, layout.group_rows))
+    e = nn.functional.leaky_relu(e, first.negative_slope, inplace=not grad)
+    attn = first.attn_drop(_group_softmax(e, layout.group_rows, plan.num_groups, inplace=not grad))
+    n_pf = layout.n_projected
+    out = _HeadAttention.apply(z.view(-1, f), attn[:n_pf], layout.projected).view(k, plan.num_dst, f)
+    biases = None if bias is None else plan.membership(bias.dtype) @ bias  # (dst types, K F): every relation's
+    outs = {}
+    for i, (t, part) in enumerate(zip(plan.dst_types, out.split([plan.num_nodes[t] for t in plan.dst_types], 1))):
+        x = part.permute(1, 0, 2).reshape(-1, k * f)  # (N_t, K F), node-major again: a copy (K > 1)
+        if biases is not None:  # in place only without autograd (x may be a view of a split)
+            x = x + biases[i] if grad else x.add_(biases[i])
+        outs[t] = x
+    if layout.summed is not None:
+        sums = _HeadAttention.apply(raw, attn[n_pf:], layout.summed)  # (K groups, D)
+        sums = sums.view(k, -1, sums.shape[1])
+        sizes = [plan.num_nodes[t] * len(pos) for t, pos in layout.af_dst.items()]
+        for (t, pos), x, w_t in zip(layout.af_dst.items(), sums.split(sizes, 1), af_weights):
+            # project the sums: per head k, sum over the relations r of x[k, :, r] W_r^k
+            y = torch.einsum("knrd,rkfd->nkf", x.view(k, -1, len(pos), x.shape[-1]), w_t.view(len(pos), k, f, -1))
+            outs[t] = outs[t] + y.reshape(-1, k * f) if grad else outs[t].add_(y.reshape(-1, k * f))
+    if aggregate == "mean":
+        outs = {t: x / len(plan.dst_types[t]) if len(plan.dst_types[t]) > 1 else x for t, x in outs.items()}
+    attn_plan = attn.new_empty(attn.shape).index_copy(0, layout.order, attn) if attn.shape[0] else attn
+    return outs, attn_plan
 
 
 class _ScoreWeights(torch.autograd.Function):
@@ -558,14 +659,19 @@ class _ScoreWeights(torch.autograd.Function):
         return grad_w, grad_a
 
 
-def _group_softmax(e: Tensor, groups: Tensor, n_groups: int) -> Tensor:
+def _group_softmax(e: Tensor, groups: Tensor, n_groups: int, inplace: bool = False) -> Tensor:
     r"""Softmax of ``e (E, K)`` over the edges of each group (``groups (E,)``), per head:
     :math:`\exp(e - m_g) / \sum_{e' \in g} \exp(e' - m_g)` with the group maximum
-    :math:`m_g` (a constant for the gradient, as it cancels)."""
+    :math:`m_g` (a constant for the gradient, as it cancels). ``inplace`` (no autograd)
+    turns ``e`` itself into the weights: no ``(E, K)`` temporaries."""
     k = e.shape[1]
     with torch.no_grad():
         peak = e.new_full((n_groups, k), float("-inf"))
         peak.scatter_reduce_(0, groups.unsqueeze(1).expand(-1, k), e, "amax")
+    if inplace:
+        ex = e.sub_(peak.index_select(0, groups)).exp_()
+        total = e.new_zeros(n_groups, k).index_add_(0, groups, ex)
+        return ex.div_(total.index_select(0, groups))
     ex = torch.exp(e - peak.index_select(0, groups))
     total = e.new_zeros(n_groups, k).index_add(0, groups, ex)
     return ex / total.index_select(0, groups)
@@ -579,12 +685,14 @@ def _gat_inputs(
     scores: Tensor,
     f: int,
     drop: nn.Dropout | None,
+    head_major: bool = False,
 ) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
-    """Projections ``z (projected rows, K, F)`` of the relations that project first,
-    source rows ``raw (summed rows, D)`` of those that sum first (``None`` if none),
-    source scores ``el (rows, K)`` and destination scores ``er (groups, K)``, from the
-    weights ``pf_w[t] (P_t, K F, D)`` of the relations projecting first and the score
-    weights ``scores (2 R, K, D)`` of :func:`_gat`.
+    """Projections ``z`` of the relations that project first, source rows ``raw (summed
+    rows, D)`` of those that sum first (``None`` if none), source scores ``el (rows, K)``
+    and destination scores ``er (groups, K)``, from the weights ``pf_w[t] (P_t, K F, D)``
+    of the relations projecting first and the score weights ``scores (2 R, K, D)`` of
+    :func:`_gat`. ``z`` is ``(K, projected rows, F)`` with ``head_major`` (torch's sparse
+    products), else ``(projected rows, K, F)`` (DGL's kernels).
 
     With ``drop`` (``feat_drop`` in training) the inputs are dropped as each relation
     module drops them: an independent mask per relation, and on a relation within one
@@ -599,7 +707,7 @@ def _gat_inputs(
         pf, af = layout.pf_src.get(t, []), layout.af_src.get(t, [])
         if drop is None:
             if pf:
-                z_parts[t] = nn.functional.linear(h, pf_w[t].reshape(-1, d)).view(-1, k, f)  # (N_t P_t, K, F)
+                z_parts[t] = h  # projected below, all types at once
             if af:
                 raw_parts[t] = h if len(af) == 1 else h.unsqueeze(1).expand(h.shape[0], len(af), d).reshape(-1, d)
             # one product for both kinds of score: [el of R_t relations | er of R^t]
@@ -617,7 +725,10 @@ def _gat_inputs(
             masked = {r: x[slot] for slot, r in enumerate(src)}
             if pf:
                 y = torch.bmm(torch.stack([masked[r] for r in pf]), pf_w[t].transpose(1, 2))  # (P_t, N_t, K F)
-                z_parts[t] = y.transpose(0, 1).reshape(-1, k, f)
+                y = y.view(len(pf), -1, k, f)
+                # rows i P_t + p: (K, N_t P_t, F) head-major, (N_t P_t, K, F) node-major
+                z_parts[t] = (y.permute(2, 1, 0, 3).reshape(k, -1, f) if head_major
+                              else y.transpose(0, 1).reshape(-1, k, f))
             if af:
                 raw_parts[t] = torch.stack([masked[r] for r in af], 1).reshape(-1, d)  # (N_t A_t, D)
             y = torch.bmm(x, s_src.transpose(1, 2))  # (R_t, N_t, K)
@@ -627,11 +738,34 @@ def _gat_inputs(
             y = torch.bmm(x, s_dst.transpose(1, 2))  # (R^t, N_t, K)
             er_parts[t] = y.transpose(0, 1).reshape(-1, k)
     h0 = next(iter(inputs.values()))
-    z = _cat([z_parts[t] for t in layout.pf_src]) if z_parts else h0.new_zeros(0, k, f)
+    z = _projections([z_parts.get(t) for t in layout.pf_src], [pf_w[t] for t in layout.pf_src], h0, k, f,
+                     head_major, dropped=drop is not None)
     raw = _cat([raw_parts[t] for t in layout.af_src]) if raw_parts else None
     el = _cat([el_parts[t] for t in plan.src_types])
     er = _cat([er_parts[t] for t in plan.dst_types])
     return z, raw, el, er
+
+
+def _projections(parts: list[Tensor | None], weights: list[Tensor], h0: Tensor, k: int, f: int, head_major: bool,
+                 dropped: bool) -> Tensor:
+    """The projections of :func:`_gat_inputs`, all source types' rows in one tensor.
+
+    ``parts``: per type, its input ``h_t (N_t, D)``, or with ``dropped`` its projections
+    already made (from inputs dropped per relation); ``weights[t] (P_t, K F, D)``.
+    """
+    if not parts:
+        return h0.new_zeros(k, 0, f) if head_major else h0.new_zeros(0, k, f)
+    if dropped:
+        return torch.cat(parts, 1) if head_major else _cat(parts)  # type: ignore[arg-type]
+    if head_major:
+        # per type and head k, (D, P_t F): column p F + c is W_p's row k F + c
+        pairs = []
+        for h, w in zip(parts, weights):
+            p, d = w.shape[0], w.shape[2]
+            pairs += [h, w.view(p, k, f, d).permute(1, 3, 0, 2).reshape(k, d, p * f)]
+        return _ProjectHeads.apply(k, f, *pairs)
+    return _cat([nn.functional.linear(h, w.reshape(-1, w.shape[2])).view(-1, k, f)  # type: ignore[arg-type]
+                 for h, w in zip(parts, weights)])
 
 
 class RowGroups:
@@ -688,96 +822,124 @@ def _use_sparse(x: Tensor) -> bool:
 
 
 @dataclass
-class AttentionMatrix:
-    """A sparse ``(n_rows, n_cols)`` matrix whose values are attention weights:
-    ``attn.view(-1)[perm]`` in CSR order (``crow``, ``col``). Its transpose, for the
-    backward pass, is laid out on first use (not at all without gradients)."""
+class HeadCSR:
+    r"""One sparsity pattern for ``K`` heads, as one sparse matrix with head-major rows.
+
+    Entry ``e`` (edge ``e`` of the pattern, whose edges are sorted by ``rows``) of head
+    ``k`` sits at row :math:`k\,n + \mathrm{rows}_e` and column
+    :math:`\mathrm{cols}_e + k\,s` (``n = n_rows``, ``s = col_stride``), with value
+    ``attn[e, k]``: so the matrix times a head-major operand (rows :math:`k\,s + j`) is
+    every head's weighted sum at once, and ``col_stride=0`` lets all heads read the same
+    columns. Made with one broadcast per array: no ``E K``-sized sort or scatter. The
+    transpose, for the backward pass, is laid out on first use.
+
+    Example:
+        >>> import torch
+        >>> m = HeadCSR.build(torch.tensor([0, 0, 1]), torch.tensor([1, 0, 1]), 2, 4, heads=2, col_stride=2)
+        >>> attn = torch.tensor([[1., 10.], [2., 20.], [3., 30.]])  # (E, K)
+        >>> m.matrix(attn).to_dense()
+        tensor([[ 2.,  1.,  0.,  0.],
+                [ 0.,  3.,  0.,  0.],
+                [ 0.,  0., 20., 10.],
+                [ 0.,  0.,  0., 30.]])
+        >>> torch.equal(m.matrix(attn, transpose=True).to_dense(), m.matrix(attn).to_dense().t())
+        True
+    """
 
     crow: Tensor
     col: Tensor
-    perm: Tensor
+    rows: Tensor
+    cols: Tensor
     n_rows: int
     n_cols: int
-    #: what the transpose is built from: (edges sorted by row, rows, cols, heads, head_cols)
-    _source: tuple[Tensor, Tensor, Tensor, int, bool]
+    heads: int
+    col_stride: int
     _transposed: tuple[Tensor, Tensor, Tensor] | None = None
 
     @classmethod
-    def build(cls, by_row: Tensor, rows: Tensor, cols: Tensor, n_rows: int, n_cols: int, heads: int,
-              head_cols: bool) -> AttentionMatrix:
-        """Edge ``e`` from column ``cols[e]`` to row ``rows[e]``, for every head ``k``: row
-        ``rows[e] K + k``, column ``cols[e] K + k`` (``head_cols``) or ``cols[e]`` (one
-        source row for all heads); ``by_row`` lists the matrix's edges sorted by row."""
-        crow, col, perm = _csr_layout(by_row, rows, cols, n_rows, heads, True, head_cols)
-        return cls(crow, col, perm, n_rows * heads, n_cols * (heads if head_cols else 1),
-                   (by_row, rows, cols, heads, head_cols))
+    def build(cls, rows: Tensor, cols: Tensor, n_rows: int, n_cols: int, heads: int, col_stride: int) -> HeadCSR:
+        """Edge ``e`` from column ``cols[e]`` to row ``rows[e]`` (``rows`` sorted); ``n_cols``
+        counts all heads' columns."""
+        e, kk = rows.shape[0], torch.arange(heads, device=rows.device)
+        first = torch.cumsum(torch.bincount(rows, minlength=n_rows), 0) - torch.bincount(rows, minlength=n_rows)
+        crow = torch.cat([(first.unsqueeze(0) + e * kk.unsqueeze(1)).view(-1),
+                          torch.tensor([e * heads], device=rows.device)])
+        col = (cols.unsqueeze(0) + col_stride * kk.unsqueeze(1)).view(-1)
+        return cls(crow, col, rows, cols, n_rows, n_cols, heads, col_stride)
 
-    def matrix(self, flat: Tensor, transpose: bool = False) -> Tensor:
-        """The sparse matrix (or its transpose) with values from ``attn.view(-1)``."""
-        if transpose:
-            if self._transposed is None:
-                by_row, rows, cols, heads, head_cols = self._source
-                by_col = by_row[torch.argsort(cols[by_row])]
-                n = self.n_cols // heads if head_cols else self.n_cols
-                self._transposed = _csr_layout(by_col, cols, rows, n, heads, head_cols, True)
-            crow_t, col_t, perm_t = self._transposed
-            return _csr(crow_t, col_t, flat[perm_t], (self.n_cols, self.n_rows))
-        return _csr(self.crow, self.col, flat[self.perm], (self.n_rows, self.n_cols))
+    @property
+    def nnz(self) -> int:
+        return self.col.shape[0]
 
+    def matrix(self, attn: Tensor, transpose: bool = False) -> Tensor:
+        """The sparse ``(K n_rows, n_cols)`` matrix (or its transpose) with values from
+        ``attn (E, K)``."""
+        if not transpose:
+            return _csr(self.crow, self.col, attn.t().reshape(-1), (self.heads * self.n_rows, self.n_cols))
+        crow, col, order = self._transpose()
+        values = attn.index_select(0, order)  # (E, K), edges sorted by column
+        if self.col_stride:  # head-major rows again: head k's entries follow each other
+            values = values.t()
+        return _csr(crow, col, values.reshape(-1), (self.n_cols, self.heads * self.n_rows))
 
-def _csr_layout(order: Tensor, rows: Tensor, cols: Tensor, n_rows: int, heads: int, head_rows: bool,
-                head_cols: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """CSR ``(crow, col, perm)`` of the edges ``order`` (sorted by ``rows``), edge ``e``
-    from ``cols[e]`` to ``rows[e]``, times ``heads``: rows ``rows[e] K + k``
-    (``head_rows``; head ``k``'s entries of a row follow each other) or ``rows[e]``
-    (then the ``K`` heads of an edge follow each other), columns likewise; ``perm`` is
-    ``e K + k``, the entry's position in ``attn.view(-1)``."""
-    e, device = order.shape[0], order.device
-    kk = torch.arange(heads, device=device)
-    r = rows[order]
-    deg = torch.bincount(r, minlength=n_rows)
-    total = torch.tensor([e * heads], device=device)
-    if head_rows:
-        start = torch.cumsum(deg, 0) - deg  # first (sorted) edge of each row
-        # edge j (sorted) of row i, head k sits at start_i K + k deg_i + (j - start_i)
-        pos = (start[r] * (heads - 1) + torch.arange(e, device=device)).unsqueeze(1) + kk * deg[r].unsqueeze(1)
-        crow = torch.cat([(start.unsqueeze(1) * heads + kk * deg.unsqueeze(1)).view(-1), total])
-    else:
-        pos = torch.arange(e * heads, device=device).view(e, heads)
-        crow = torch.cat([(torch.cumsum(deg, 0) - deg) * heads, total])
-    c = cols[order].unsqueeze(1)
-    values = torch.stack([(c * heads + kk) if head_cols else c.expand(e, heads), order.unsqueeze(1) * heads + kk])
-    values = values.view(2, e * heads)
-    out = torch.empty_like(values).scatter_(1, pos.view(1, -1).expand(2, -1), values)
-    return crow, out[0], out[1]
+    def _transpose(self) -> tuple[Tensor, Tensor, Tensor]:
+        # entry (e, k) at row cols[e] + k s, column k n + rows[e]; with s = 0 a row holds
+        # the K entries of each of its edges one after another
+        if self._transposed is None:
+            order = torch.argsort(self.cols)
+            rows, cols, kk = self.rows[order], self.cols[order], torch.arange(self.heads, device=self.cols.device)
+            e, n_src = order.shape[0], (self.col_stride or self.n_cols)
+            counts = torch.bincount(cols, minlength=n_src)
+            first = torch.cumsum(counts, 0) - counts
+            if self.col_stride:
+                crow = torch.cat([(first.unsqueeze(0) + e * kk.unsqueeze(1)).view(-1), first.new_tensor([e * self.heads])])
+                col = (rows.unsqueeze(0) + self.n_rows * kk.unsqueeze(1)).view(-1)
+            else:
+                crow = torch.cat([first * self.heads, first.new_tensor([e * self.heads])])
+                col = (rows.unsqueeze(1) + self.n_rows * kk.unsqueeze(0)).view(-1)
+            self._transposed = (crow, col, order)
+        return self._transposed
 
 
 @dataclass
 class AttentionLayout:
-    """Where each relation's weighted sum of a GAT layer goes.
+    """Where each relation's weighted sum of a GAT layer goes (torch's sparse products).
 
-    Relations *project first* (``pf_src``): their source rows ``z`` (per source type
-    ``s``, row ``i P_s + k`` for node ``i`` and the ``k``-th of its ``P_s`` such
-    relations) are summed into the destination nodes by :attr:`projected`, a
-    ``(num_dst K, rows K)`` matrix. With ``split``, a relation into a type with at
-    most a quarter of its source type's nodes *sums first* (``af_src``, ``af_dst``):
-    :attr:`summed` adds its raw source rows into one group per (destination node,
-    relation) and head, and the sums are projected afterwards, so the many source
-    nodes are never projected. ``projected`` is ``None`` without ``split`` (DGL's
-    kernels on the plan's aggregation graph).
+    Relations *project first* (``pf_src``): per source type ``s`` the rows ``z`` of its
+    ``P_s`` such relations, row ``i P_s + k`` for node ``i`` and the ``k``-th relation,
+    all types one after another, head-major (``(K, z_rows, F)``); :attr:`projected`
+    sums them into the destination nodes, ``(K num_dst, F)``. A relation into a type
+    with at most a quarter of its source type's nodes *sums first* (``af_src``,
+    ``af_dst``): :attr:`summed` adds its raw source rows into one group per
+    (destination node, relation) and head, ``(K groups, D)``, projected afterwards, so
+    the many source nodes are never projected.
+
+    All per-edge work runs in one order, :attr:`order`: the projected edges sorted by
+    group, then the summed ones; :attr:`src_rows` and :attr:`group_rows` are the plan's
+    rows in that order. ``projected`` is ``None`` without ``split`` (DGL's kernels on
+    the plan's aggregation graph, in the plan's edge order).
     """
 
     pf_src: dict[str, list[int]]
     af_src: dict[str, list[int]]
     af_dst: dict[str, list[int]]
-    projected: AttentionMatrix | None
-    summed: AttentionMatrix | None
+    projected: HeadCSR | None
+    summed: HeadCSR | None
+    order: Tensor | None = None
+    src_rows: Tensor | None = None
+    group_rows: Tensor | None = None
+    z_rows: int = 0
     weight_rows: RowGroups = field(init=False)
 
     def __post_init__(self) -> None:
         # rows of the stacked (R, ...) source weights: per type of pf_src, then of af_dst
         n = sum(len(p) for p in self.pf_src.values()) + sum(len(p) for p in self.af_src.values())
         self.weight_rows = RowGroups([*self.pf_src.values(), *self.af_dst.values()], n)
+
+    @property
+    def n_projected(self) -> int:
+        """Edges of the relations that project first (the first ones of :attr:`order`)."""
+        return 0 if self.projected is None else self.projected.rows.shape[0]
 
     @classmethod
     def build(cls, plan: RelationPlan, heads: int, split: bool) -> AttentionLayout:
@@ -792,34 +954,50 @@ class AttentionLayout:
             plan.dst_types, True)
         if not split:
             return cls(pf_src, af_src, af_dst, None, None)
+        order, n_pf = _work_order(plan, af)
 
-        def rows_of(types: dict[str, list[int]]) -> tuple[list[int], list[int], int]:
-            # per relation: the (scale, shift) of its rows in the types' blocks, and the total
+        def rows_of(types: dict[str, list[int]], ids: Tensor, part: Tensor) -> tuple[Tensor, int]:
+            # the edges' rows in the types' blocks (node i, k-th relation: i P + k), taken
+            # at `part` (work-order positions); and the blocks' total
             scale, shift, total = [0] * len(plan.rels), [0] * len(plan.rels), 0
             for t, pos in types.items():
                 for slot, r in enumerate(pos):
                     scale[r], shift[r] = len(pos), total + slot
                 total += n[t] * len(pos)
-            return scale, shift, total
+            return plan.relation_rows(scale, shift, ids).index_select(0, part), total
 
-        # edges sorted by destination group, so by destination node and by summed group too
-        by_dst = torch.argsort(plan.group_rows)
-        scale, shift, n_pf = rows_of(pf_src)
-        z_rows = plan.src_ids * plan.per_edge(scale) + plan.per_edge(shift)
-        if af:
-            is_af = plan.per_edge([int(r in af) for r in range(len(plan.rels))]).bool()
-            pf_dst = by_dst[~is_af[by_dst]]
-        else:
-            pf_dst = by_dst
-        projected = AttentionMatrix.build(pf_dst, plan.node_rows, z_rows, plan.num_dst, n_pf, heads, True)
+        first, rest = order[:n_pf], order[n_pf:]
+        z_rows, z_total = rows_of(pf_src, plan.src_ids, first)
+        projected = HeadCSR.build(plan.node_rows.index_select(0, first), z_rows, plan.num_dst, heads * z_total, heads,
+                                  col_stride=z_total)
         summed = None
         if af:
-            scale, shift, n_raw = rows_of(af_src)
-            raw_rows = plan.src_ids * plan.per_edge(scale) + plan.per_edge(shift)
-            scale, shift, n_groups = rows_of(af_dst)
-            groups = plan.dst_ids * plan.per_edge(scale) + plan.per_edge(shift)
-            summed = AttentionMatrix.build(by_dst[is_af[by_dst]], groups, raw_rows, n_groups, n_raw, heads, False)
-        return cls(pf_src, af_src, af_dst, projected, summed)
+            raw, n_raw = rows_of(af_src, plan.src_ids, rest)
+            groups, n_groups = rows_of(af_dst, plan.dst_ids, rest)
+            summed = HeadCSR.build(groups, raw, n_groups, n_raw, heads, col_stride=0)
+        return cls(pf_src, af_src, af_dst, projected, summed, order, plan.src_rows.index_select(0, order),
+                   plan.group_rows.index_select(0, order), z_total)
+
+
+def _work_order(plan: RelationPlan, summed: set[int]) -> tuple[Tensor, int]:
+    """The edges (positions in the plan) of the relations not in ``summed`` sorted by
+    group, then those of ``summed`` sorted by group; and how many come first. Each
+    group's first position plus each edge's :meth:`RelationPlan.group_rank`: no sort."""
+    g = plan.group_rows
+    counts = torch.bincount(g, minlength=plan.num_groups)
+    if summed:
+        flags = [torch.tensor([r in summed for r in pos], device=g.device).repeat(plan.num_nodes[t])
+                 for t, pos in plan.dst_types.items()]
+        late = torch.cat(flags)
+        early, late_counts = counts.masked_fill(late, 0), counts.masked_fill(~late, 0)
+        n_early = int(early.sum())
+        first = torch.where(late, torch.cumsum(late_counts, 0).sub_(late_counts).add_(n_early),
+                            torch.cumsum(early, 0).sub_(early))
+    else:
+        n_early, first = g.shape[0], torch.cumsum(counts, 0).sub_(counts)
+    pos = first.index_select(0, g).add_(plan.group_rank())
+    order = torch.empty_like(pos).scatter_(0, pos, torch.arange(pos.shape[0], device=pos.device))
+    return order, n_early
 
 
 _CSR_WARNED = False
@@ -836,33 +1014,74 @@ def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> T
     return torch.sparse_csr_tensor(crow, col, values, shape)
 
 
-class _SparseAttention(torch.autograd.Function):
-    r"""``A @ x`` for an :class:`AttentionMatrix` ``A`` whose values come from
-    ``attn (E, K)``; the backward pass multiplies by :math:`A^\top` for ``x`` and takes
-    the sampled product :math:`(\partial o\, x^\top) \odot [A \ne 0]` for ``attn``."""
+class _HeadAttention(torch.autograd.Function):
+    r"""``A @ x`` for a :class:`HeadCSR` ``A`` whose values come from ``attn (E, K)``;
+    the backward pass multiplies by :math:`A^\top` for ``x`` and takes the sampled
+    product :math:`(\partial o\, x^\top) \odot [A \ne 0]` for ``attn``."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, attn: Tensor, mat: AttentionMatrix) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, attn: Tensor, mat: HeadCSR) -> Tensor:  # type: ignore[override]
         ctx.mat = mat
         ctx.save_for_backward(x, attn)
-        if mat.col.shape[0] == 0:
-            return x.new_zeros(mat.n_rows, x.shape[1])
-        return mat.matrix(attn.reshape(-1)) @ x.contiguous()
+        if mat.nnz == 0:
+            return x.new_zeros(mat.heads * mat.n_rows, x.shape[1])
+        return mat.matrix(attn) @ x.contiguous()
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
         x, attn = ctx.saved_tensors
-        mat: AttentionMatrix = ctx.mat
-        if mat.col.shape[0] == 0:
+        mat: HeadCSR = ctx.mat
+        if mat.nnz == 0:
             return torch.zeros_like(x), torch.zeros_like(attn), None
-        flat, grad = attn.reshape(-1), grad.contiguous()
-        grad_x = mat.matrix(flat, transpose=True) @ grad if ctx.needs_input_grad[0] else None
+        grad = grad.contiguous()
+        grad_x = mat.matrix(attn, transpose=True) @ grad if ctx.needs_input_grad[0] else None
         grad_attn = None
         if ctx.needs_input_grad[1]:
-            dots = torch.sparse.sampled_addmm(mat.matrix(flat), grad, x.contiguous().t(), beta=0.0).values()
-            grad_attn = torch.zeros_like(flat).scatter_(0, mat.perm, dots).view_as(attn)
+            dots = torch.sparse.sampled_addmm(mat.matrix(attn), grad, x.contiguous().t(), beta=0.0).values()
+            grad_attn = dots.view(mat.heads, -1).t()
         return grad_x, grad_attn, None
+
+
+class _ProjectHeads(torch.autograd.Function):
+    r"""Projections of several node types into one head-major buffer: type ``t``'s
+    ``h_t (N_t, D) @ w_t[k] (D, P_t F)`` is head ``k``'s block of ``N_t P_t`` rows of
+    ``F``, the types one after another, ``(K, rows, F)`` in all. The products write into
+    the buffer (no concatenation, one large allocation); the backward pass reads its
+    gradient block by block, as views."""
+
+    @staticmethod
+    def forward(ctx: Any, heads: int, feats: int, *pairs: Tensor) -> Tensor:  # type: ignore[override]
+        hs, ws = pairs[0::2], pairs[1::2]
+        sizes = [h.shape[0] * (w.shape[2] // feats) for h, w in zip(hs, ws)]
+        z = hs[0].new_empty(heads, sum(sizes), feats)
+        off = 0
+        for h, w, n in zip(hs, ws, sizes):
+            for k in range(heads):  # per head: a contiguous block of the buffer
+                torch.mm(h, w[k], out=z[k, off : off + n].view(h.shape[0], w.shape[2]))
+            off += n
+        ctx.sizes, ctx.feats = sizes, feats
+        ctx.save_for_backward(*pairs)
+        return z
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        pairs = ctx.saved_tensors
+        grads: list[Tensor | None] = [None, None]
+        off = 0
+        for h, w, n in zip(pairs[0::2], pairs[1::2], ctx.sizes):
+            g = grad[:, off : off + n].reshape(grad.shape[0], h.shape[0], w.shape[2])  # (K, N, P F)
+            off += n
+            grad_h = grad_w = None
+            if ctx.needs_input_grad[len(grads)]:
+                grad_h = g[0] @ w[0].t()
+                for k in range(1, g.shape[0]):
+                    grad_h.addmm_(g[k], w[k].t())
+            if ctx.needs_input_grad[len(grads) + 1]:
+                grad_w = torch.matmul(h.t(), g)  # (K, D, P F)
+            grads += [grad_h, grad_w]
+        return tuple(grads)
 
 
 #: Largest ``E * K * F`` for which :func:`_weighted_sum` spreads the attention over

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dgl
+import torch
 from dgl.nn.pytorch import HeteroGraphConv
 from torch import Tensor, nn
 
@@ -121,9 +122,11 @@ class RelationGraphConv(HeteroGraphConv):
         if self.aggregate == "sum":
             # pairwise adds: the same sums as DGL's stack-then-sum, without the
             # (relations, N, D) copy, which dominates at a million nodes
-            rst = outs[0]
-            for out in outs[1:]:
-                rst = rst + out
+            if len(outs) == 1:
+                return outs[0]
+            rst = outs[0] + outs[1]  # a new tensor: the further sums go into it in place
+            for out in outs[2:]:
+                rst += out
             return rst
         return self.agg_fn(outs, ntype)
 
@@ -356,7 +359,7 @@ class HeteroGNN(nn.Module):
         attention: dict[CanonicalEType, list[Tensor]] = {}
         # the graph's relations indexed once for all layers (fused path)
         use_fused = self.fused and self.num_layers > 0 and g.num_edges() <= fused_mod.FUSED_MAX_EDGES
-        index = RelationIndex(g) if use_fused else None
+        index = RelationIndex.of(g) if use_fused else None
         for layer, norms in zip(self.layers, self.norms):
             if return_attention:
                 out, attn = layer(g, h, return_attention=True, index=index)
@@ -366,9 +369,12 @@ class HeteroGNN(nn.Module):
                 out = layer(g, h, index=index)
             new_h = dict(h)
             for ntype, z in out.items():
-                if self.activation is not None:
-                    z = self.activation(z)
-                new_h[ntype] = norms[ntype](h[ntype] + self.dropout(z))
+                x = self.dropout(z if self.activation is None else self.activation(z))
+                if x is not z and not (torch.is_grad_enabled() and x.requires_grad):
+                    x = x.add_(h[ntype])  # a tensor of our own, no autograd: one full-size temporary less
+                else:
+                    x = h[ntype] + x
+                new_h[ntype] = norms[ntype](x)
             h = new_h
         if return_attention:
             return h, attention
