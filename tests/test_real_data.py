@@ -332,6 +332,20 @@ def test_audio_folder_dataset_split_puts_takes_0_to_4_in_test(tmp_path):
     assert _ids(load_audio_folder(tmp_path, val_fraction=0.2, seed=1)["val"]) == _ids(s["val"])
 
 
+def test_audio_folder_val_speakers_hold_out_whole_voices(tmp_path):
+    """``val_speakers``: validation is every non-test clip of those speakers, so a choice
+    made on validation is made on a voice training never heard."""
+    _fsdd(tmp_path, speakers=("ann", "bob", "cid"), takes=4)
+    s = load_audio_folder(tmp_path, split="speakers", test_speakers=["bob"], val_speakers=["cid"])
+    speaker = {k: {x.id.split("_")[1] for x in s[k]} for k in ("train", "val", "test")}
+    assert speaker == {"train": {"ann"}, "val": {"cid"}, "test": {"bob"}}
+    assert s.sizes() == {"train": 12, "val": 12, "test": 12}
+    with pytest.raises(ValueError, match="val_speakers \\['bob'\\] are also test speakers"):
+        load_audio_folder(tmp_path, split="speakers", test_speakers=["bob"], val_speakers=["bob"])
+    with pytest.raises(ValueError, match="val_speakers \\['dan'\\] have no clip"):
+        load_audio_folder(tmp_path, split="speakers", test_speakers=["bob"], val_speakers=["dan"])
+
+
 def test_audio_folder_resamples_to_the_requested_rate(tmp_path):
     for d in (0, 1):
         for k in range(10):
@@ -768,11 +782,11 @@ def test_realdata_benchmark_quick(tmp_path, monkeypatch):
     (graph convs; Transformer and late fusion), the tables."""
     import time
 
-    from benchmarks.realdata import MODELS, QUICK, run
+    from benchmarks.realdata import ABLATIONS, MODELS, QUICK, ablation_datasets, run
 
     monkeypatch.setenv("GRAPHMM_DATA", str(SHARED))  # run() sets it for the sweeps; restored afterwards
     t0 = time.perf_counter()
-    section = run(QUICK, list(MODELS), [0], True, SHARED, tmp_path, jobs=2)
+    section = run(QUICK, [*MODELS, *ABLATIONS], [0], True, SHARED, tmp_path, jobs=2)
     minutes = (time.perf_counter() - t0) / 60
     for ds in QUICK:
         for label in ("graph, conv=sum", "graph, conv=gcn", "graph, conv=gat", "Transformer over the nodes",
@@ -780,7 +794,12 @@ def test_realdata_benchmark_quick(tmp_path, monkeypatch):
             assert f"| {ds} | {label}" in section, (ds, label)
     assert "| mr | TF-IDF 1-2-gram + LinearSVC |" in section
     assert "**Missing modality on avdigits.**" in section
+    # the text presets keep the wide path, avdigits modality dropout: one ablation each
+    assert ablation_datasets("gnn-gat-nowide", QUICK) == ["mr", "trec"]
+    assert ablation_datasets("gnn-gat-nomoddrop", QUICK) == ["avdigits"]
+    assert "| mr | graph, conv=gat, without the wide path |" in section
+    assert "| avdigits | graph, conv=gat, without modality dropout |" in section
     # every framework job left its run directory and each sweep its summary
-    assert len(list(tmp_path.glob("sweeps/*/*/metrics.json"))) == len(QUICK) * len(MODELS)
-    assert len(list(tmp_path.glob("sweeps/*/summary.md"))) == 2
+    assert len(list(tmp_path.glob("sweeps/*/*/metrics.json"))) == len(QUICK) * len(MODELS) + 3
+    assert len(list(tmp_path.glob("sweeps/*/summary.md"))) == 4
     print(f"benchmarks.realdata --quick: {minutes:.1f} min")  # the 10-minute budget is measured, not asserted

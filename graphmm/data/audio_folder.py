@@ -272,23 +272,27 @@ def audio_split(
     if split == "speakers":
         if not test_speakers:
             raise ValueError("split='speakers' needs test_speakers, e.g. test_speakers=[george]")
-        missing = [r for r in records if r.speaker is None]
-        if missing:
-            raise ValueError(
-                f"split='speakers' needs a speaker per clip, but audio file {missing[0].path!r} has none in its "
-                f"name ({{label}}_{{speaker}}_{{take}}.wav); use split='random'"
-            )
-        speakers = sorted({r.speaker for r in records}, key=_natural)
-        unknown = [s for s in test_speakers if s not in speakers]
-        if unknown:
-            raise ValueError(f"test_speakers {unknown} have no clip; the speakers are {speakers}")
-        chosen = set(test_speakers)
-        return np.array([r.speaker in chosen for r in records], dtype=bool)
+        return speaker_mask(records, test_speakers, "test_speakers")
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1) for split='random', got {test_fraction}")
     _, to_id = class_index(r.label for r in records)
     labels = np.array([to_id[r.label] for r in records], dtype=np.int64)
     return stratified_holdout(labels, int(np.floor(test_fraction * len(records) + 0.5)), [seed, 1])
+
+
+def speaker_mask(records: Sequence[AudioRecord], speakers: Sequence[str], what: str) -> np.ndarray:
+    """``(N,)`` bool: the records of ``speakers``; ``ValueError`` naming ``what``
+    (e.g. ``val_speakers``) when a speaker has no clip or a clip has no speaker."""
+    missing = [r for r in records if r.speaker is None]
+    if missing:
+        raise ValueError(f"{what} needs a speaker per clip, but audio file {missing[0].path!r} has none in its "
+                         f"name ({{label}}_{{speaker}}_{{take}}.wav)")
+    known = sorted({r.speaker for r in records}, key=_natural)
+    unknown = [s for s in speakers if s not in known]
+    if unknown:
+        raise ValueError(f"{what} {unknown} have no clip; the speakers are {known}")
+    chosen = set(speakers)
+    return np.array([r.speaker in chosen for r in records], dtype=bool)
 
 
 def records_to_splits(
@@ -298,8 +302,10 @@ def records_to_splits(
     seed: int,
     policy: FilePolicy,
     source: str,
+    val: np.ndarray | None = None,
 ) -> DataSplits:
-    """Audio samples of ``records`` in train/val/test, val carved from train.
+    """Audio samples of ``records`` in train/val/test, val carved from train (or the
+    records ``val`` marks, e.g. those of :func:`speaker_mask`).
 
     Test clips whose label no train clip has go to ``policy``. Used by
     :func:`load_audio_folder` and :func:`~graphmm.data.avdigits.load_avdigits`.
@@ -319,7 +325,10 @@ def records_to_splits(
             keep[i] = False
     classes, to_id = class_index(train_labels)
     labels = np.array([to_id.get(r.label, -1) for r in records], dtype=np.int64)
-    train_idx, val_idx = holdout_split(np.flatnonzero(~test), labels[~test], val_fraction, seed)
+    if val is not None:
+        train_idx, val_idx = np.flatnonzero(~test & ~val), np.flatnonzero(val & ~test)
+    else:
+        train_idx, val_idx = holdout_split(np.flatnonzero(~test), labels[~test], val_fraction, seed)
     parts = {"train": train_idx, "val": val_idx, "test": np.flatnonzero(test & keep)}
 
     def sample(i: int) -> Sample:
@@ -351,6 +360,7 @@ def load_audio_folder(
     seed: int = 0,
     on_file_error: str = "raise",
     test_fraction: float = 0.2,
+    val_speakers: Sequence[str] | None = None,
 ) -> DataSplits:
     """Load a folder of labelled WAV clips into train/val/test audio samples.
 
@@ -369,6 +379,10 @@ def load_audio_folder(
         seed: Seed of the validation hold-out (and of ``split="random"``). Default: ``0``.
         on_file_error: ``"raise"`` or ``"skip"``: what a bad file does. Default: ``"raise"``.
         test_fraction: Share of test clips of ``split="random"``. Default: ``0.2``.
+        val_speakers: Speakers whose (non-test) clips are the validation split instead
+            of a random ``val_fraction``, so that choices made on validation are made
+            on voices training never heard, as the test of ``split="speakers"``.
+            Default: ``None``.
 
     Returns:
         DataSplits: ``{"train", "val", "test"}`` lists of :class:`Sample` with
@@ -390,7 +404,10 @@ def load_audio_folder(
     policy = FilePolicy(on_file_error)
     records = read_audio_records(root, sample_rate=sample_rate, on_file_error=on_file_error)
     test = audio_split(records, split, test_speakers, test_fraction, seed)
-    out = records_to_splits(records, test, val_fraction, seed, policy, records.root)
+    val = speaker_mask(records, val_speakers, "val_speakers") if val_speakers else None
+    if val is not None and (val & test).any():
+        raise ValueError(f"val_speakers {list(val_speakers)} are also test speakers; give other speakers")
+    out = records_to_splits(records, test, val_fraction, seed, policy, records.root, val=val)
     if out.skipped:
         log.warning("audio folder %s: skipped %d files (reasons above)", records.root, out.skipped)
     log.info("audio folder %s (split=%s): %s, %d classes", records.root, split, out.sizes(), len(out.classes))

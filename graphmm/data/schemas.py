@@ -55,6 +55,8 @@ class AudioFolderDataConf:
     sample_rate: Optional[int] = 8000
     split: str = "dataset"
     test_speakers: Optional[List[str]] = None
+    # speakers whose clips are the validation split (speaker-independent model choice)
+    val_speakers: Optional[List[str]] = None
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     seed: int = 0
