@@ -553,7 +553,7 @@ def build_engine(
         CheckpointCallback(ckpt_dir, tcfg.keep_checkpoints, tcfg.checkpoint_every_n_steps, extra),  # after the above
     ]
     if tcfg.test_missing_modalities:
-        callbacks.append(MissingModalityTest(builder, data.splits["test"], evaluation))
+        callbacks.append(MissingModalityTest(builder, data.splits, evaluation))
     engine = Engine(
         model, task, optimizer, loaders, data.splits, device, max_epochs=tcfg.max_epochs,
         batch_size=tcfg.batch_size, scheduler=scheduler, callbacks=callbacks, grad_clip=tcfg.grad_clip,
@@ -623,34 +623,38 @@ def _rebuilt_schedule(scheduler_cfg: DictConfig, old: Any) -> Any:
 
 
 class MissingModalityTest(Callback):
-    """``trainer.test_missing_modalities``: after the test, score the test samples that
-    have a modality and another one, as they are (``test_with_<m>/*``) and with that
-    modality removed (``test_without_<m>/*``), and count them (``test_without_<m>/n``);
-    see :func:`without_each_modality`. The results go to ``metrics.json`` after ``test/*``.
+    """``trainer.test_missing_modalities``: after the test, score the samples that have a
+    modality and another one, as they are (``<split>_with_<m>/*``) and with that modality
+    removed (``<split>_without_<m>/*``), and count them (``<split>_without_<m>/n``), on
+    the validation and the test split; see :func:`without_each_modality`. The
+    validation scores are there to choose a model's robustness on data other than the
+    test's. The results go to ``metrics.json`` after ``test/*``.
 
     Args:
         builder: The fitted graph builder (which modalities the model reads).
-        samples: The test samples.
+        splits: The samples of ``"val"`` and ``"test"``.
         make_loader: ``samples -> DataLoader`` for evaluation.
     """
 
-    def __init__(self, builder: MultimodalGraphBuilder, samples: Sequence[Sample],
+    def __init__(self, builder: MultimodalGraphBuilder, splits: Mapping[str, Sequence[Sample]],
                  make_loader: Callable[[Sequence[Sample]], DataLoader]) -> None:
-        self.builder, self.samples, self.make_loader = builder, samples, make_loader
+        self.builder, self.splits, self.make_loader = builder, splits, make_loader
 
     def on_test_end(self, engine: Engine, metrics: dict[str, float], predictions: Any) -> None:
-        builder, test, without = self.builder, metrics, {}
-        used = list(builder.builders)
-        for modality, pair in without_each_modality(self.samples, used).items():
-            for prefix, samples in zip((f"test_with_{modality}", f"test_without_{modality}"), pair):
-                if prefix.startswith("test_with_") and len(samples) == len(self.samples):
-                    scores = test  # the whole test split: already scored
-                else:
-                    scores, _ = engine.task.evaluate(engine.eval_model, self.make_loader(samples), samples,
-                                                     engine.device, progress=engine.progress,
-                                                     desc=prefix.replace("_", " "), final=True, ctx=engine.ctx)
-                without.update({f"{prefix}/{k}": v for k, v in scores.items()})
-            without[f"test_without_{modality}/n"] = float(len(pair[0]))
+        without: dict[str, float] = {}
+        used = list(self.builder.builders)
+        for split in ("val", "test"):
+            everything = self.splits[split]
+            for modality, pair in without_each_modality(everything, used).items():
+                for prefix, samples in zip((f"{split}_with_{modality}", f"{split}_without_{modality}"), pair):
+                    if split == "test" and prefix.startswith("test_with_") and len(samples) == len(everything):
+                        scores = metrics  # the whole test split: already scored
+                    else:
+                        scores, _ = engine.task.evaluate(engine.eval_model, self.make_loader(samples), samples,
+                                                         engine.device, progress=engine.progress,
+                                                         desc=prefix.replace("_", " "), final=True, ctx=engine.ctx)
+                    without.update({f"{prefix}/{k}": v for k, v in scores.items()})
+                without[f"{split}_without_{modality}/n"] = float(len(pair[0]))
         if without:
             engine.log(without)
             log.info("%s", " ".join(f"{k}={v:.4f}" for k, v in without.items()))

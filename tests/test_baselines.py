@@ -174,12 +174,13 @@ def test_missing_modality_metrics_score_the_model_without_it(make_cfg, tmp_path)
     predictor = load_predictor(tmp_path / "run")
     builder = predictor.builder
     used = [m for m, b in (("text", builder.text), ("image", builder.image), ("audio", builder.audio)) if b]
-    with_m, without_m = without_each_modality(splits["test"], used)["image"]
-    assert metrics["test_without_image/n"] == len(with_m)
-    for prefix, samples in (("test_with_image", with_m), ("test_without_image", without_m)):
-        pred = predictor.model(builder.batch(samples)).argmax(-1)
-        acc = float((pred == torch.tensor([x.label for x in samples])).float().mean())
-        assert abs(acc - metrics[f"{prefix}/acc"]) < 1e-6, prefix
+    for split in ("val", "test"):  # validation too: robustness can be chosen without the test split
+        with_m, without_m = without_each_modality(splits[split], used)["image"]
+        assert metrics[f"{split}_without_image/n"] == len(with_m)
+        for prefix, samples in ((f"{split}_with_image", with_m), (f"{split}_without_image", without_m)):
+            pred = predictor.model(builder.batch(samples)).argmax(-1)
+            acc = float((pred == torch.tensor([x.label for x in samples])).float().mean())
+            assert abs(acc - metrics[f"{prefix}/acc"]) < 1e-6, prefix
 
 
 def test_missing_modality_metrics_are_off_by_default(make_cfg):
