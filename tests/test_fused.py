@@ -46,11 +46,12 @@ def builder_and_samples():
 
 @pytest.fixture
 def kernels(monkeypatch):
-    """Counts the layer calls of fused models by path: a kernel name, or None (per relation)."""
+    """Counts the layer calls of fused models with autograd by path: a kernel name, or None
+    (per relation); :func:`assert_same`'s passes without autograd are not counted."""
     ran: Counter = Counter()
     for name in ("_gat", "_gcn", "_sum"):
         def spy(*args, _original=getattr(fused_mod, name), _name=name):
-            ran[_name] += 1
+            ran[_name] += torch.is_grad_enabled()
             return _original(*args)
 
         monkeypatch.setattr(fused_mod, name, spy)
@@ -59,8 +60,8 @@ def kernels(monkeypatch):
     def forward(self, g, inputs, return_attention=False, index=None):
         before = sum(ran.values())
         out = original(self, g, inputs, return_attention, index)
-        if index is not None and sum(ran.values()) == before:  # a fused model ran per relation
-            ran[None] += 1
+        if index is not None and sum(ran.values()) == before and torch.is_grad_enabled():
+            ran[None] += 1  # a fused model ran per relation
         return out
 
     monkeypatch.setattr(hetero_mod.RelationGraphConv, "forward", forward)
@@ -104,6 +105,14 @@ def assert_same(ref, fused, g, h, attention=False, atol=1e-5, rtol=1e-4):
     assert out_r.keys() == out_f.keys()
     for k in out_r:
         torch.testing.assert_close(out_f[k], out_r[k], atol=atol, rtol=rtol, msg=f"output {k}")
+    # without autograd the fused path works in place and in buffers kept with the graph's
+    # index: twice, so that the second pass reuses the first one's buffers
+    with torch.no_grad():
+        for _ in range(2):
+            out_n = fused(g, {k: v.clone() for k, v in h.items()})
+            for k in out_r:
+                torch.testing.assert_close(out_n[k], out_r[k].detach(), atol=atol, rtol=rtol,
+                                           msg=f"output {k} without autograd")
     assert attn_r.keys() == attn_f.keys()
     for cet in attn_r:
         assert len(attn_r[cet]) == len(attn_f[cet])
@@ -404,3 +413,32 @@ def test_relation_index_rows_and_plan_cache(builder_and_samples):
     sub = g[("patch", "adjacent", "patch")]
     src, dst = sub.edges()
     assert torch.equal(out_deg[sl], sub.out_degrees(src)) and torch.equal(in_deg[sl], sub.in_degrees(dst))
+
+
+# ---------------------------------------------------------------- in place without autograd
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "per-relation"])
+@pytest.mark.parametrize("activation", ["relu", "gelu", None])
+def test_without_autograd_the_in_place_update_is_the_same_function(builder_and_samples, monkeypatch, fused,
+                                                                   activation):
+    """Under no_grad the layers sum relations, activate, add the residual and normalise
+    in place (LayerNorm in passes of rows): the same outputs as with autograd, the
+    caller's inputs untouched, and what forward hooks saw left as it was."""
+    monkeypatch.setattr(hetero_mod, "NORM_ROWS", 7)  # several passes, an uneven last one
+    builder, samples = builder_and_samples
+    g = builder.batch(samples[:4])
+    torch.manual_seed(0)
+    model = HeteroGNN(builder.canonical_etypes, HIDDEN, conv="gat", conv_kwargs={"heads": 2}, fused=fused,
+                      activation=activation).eval()
+    h = _inputs(g)
+    kept = {k: v.clone() for k, v in h.items()}
+    with_grad = model(g, {k: v.clone().requires_grad_() for k, v in h.items()})
+    seen = []
+    handle = model.layers[1].mod_dict[("word", "next", "word")].register_forward_hook(
+        lambda mod, args, out: seen.append((out, out.clone())))
+    with torch.no_grad():
+        without = model(g, h)
+    handle.remove()
+    for k in with_grad:
+        torch.testing.assert_close(without[k], with_grad[k].detach(), atol=1e-6, rtol=1e-5)
+        assert torch.equal(h[k], kept[k])
+    assert len(seen) == 1 and torch.equal(seen[0][0], seen[0][1])

@@ -474,11 +474,15 @@ class GATLayer(nn.Module):
         er = h_dst @ self._score_weights(fc_dst, self.attn_r)  # (N_dst, K)
         # DGL's fused kernels: the score per edge, its softmax over each node's
         # in-edges, and the weighted sum of the source projections
-        e = nn.functional.leaky_relu(dgl.ops.u_add_v(graph, el, er), self.negative_slope)  # (E, K)
+        # in place where autograd allows it: on graphs of millions of nodes every fresh
+        # full-size temporary costs more than the arithmetic on it
+        e = nn.functional.leaky_relu(dgl.ops.u_add_v(graph, el, er), self.negative_slope,
+                                     inplace=not torch.is_grad_enabled())  # (E, K)
         attn = self.attn_drop(edge_softmax(graph, e))
         out = dgl.ops.u_mul_e_sum(graph, z_src, attn.unsqueeze(-1))  # (N_dst, K, F)
         if self.bias is not None:
-            out = out + self.bias.view(1, self._heads, self._head_feats)
+            # a new tensor whose backward keeps neither it nor anything it will change
+            out = out.add_(self.bias.view(1, self._heads, self._head_feats))
         out = out.flatten(1) if self._concat else out.mean(dim=1)
         if self.activation is not None:
             out = self.activation(out)

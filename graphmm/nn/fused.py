@@ -31,6 +31,8 @@ only torch operators (sparse CSR products); elsewhere DGL's kernels.
 
 from __future__ import annotations
 
+import math
+import threading
 import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -110,6 +112,10 @@ class RelationPlan:
     #: ``cet -> (E_cet,)`` each edge's place among its destination's in-edges
     #: (:meth:`RelationIndex.in_rank`); ``None``: sort.
     _rank: Callable[[CanonicalEType], Tensor] | None = None
+
+    def workspace(self) -> Workspace:
+        """This thread's :class:`Workspace` for the layers run on this plan without autograd."""
+        return self._cache.setdefault(("workspace", threading.get_ident()), Workspace())
 
     def group_rank(self) -> Tensor:
         """Per edge, ``(E,)``: its place among the edges of its group (one relation's
@@ -238,6 +244,38 @@ class RelationPlan:
             in_deg = torch.bincount(self.group_rows, minlength=self.num_groups)[self.group_rows]
             self._degrees = (out_deg, in_deg)
         return self._degrees
+
+
+class Workspace:
+    """Buffers that the fused layers reuse when they run without autograd.
+
+    On a graph of millions of nodes every new full-size tensor costs more than the
+    arithmetic on it: the memory is mapped afresh and zeroed page by page, and given
+    back when freed. The layers of one forward pass (and further passes on the same
+    graph) ask for their temporaries by name and get the same memory each time; what
+    they return to the caller is never a workspace buffer. With autograd nothing is
+    reused (the backward pass keeps what it needs).
+
+    Example:
+        >>> import torch
+        >>> ws = Workspace()
+        >>> a = ws.get("e", (4, 2), torch.zeros(1))
+        >>> b = ws.get("e", (3, 2), torch.zeros(1))
+        >>> a.data_ptr() == b.data_ptr(), tuple(b.shape)
+        (True, (3, 2))
+    """
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, Tensor] = {}
+
+    def get(self, name: str, shape: Sequence[int], like: Tensor) -> Tensor:
+        """An uninitialised ``shape`` tensor of ``like``'s dtype and device, the same
+        memory as the last buffer called ``name`` when that was large enough."""
+        n = math.prod(shape)
+        buf = self.buffers.get(name)
+        if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self.buffers[name] = like.new_empty(n)
+        return buf[:n].view(*shape)
 
 
 class RelationIndex:
@@ -571,7 +609,12 @@ def _gat(
     z, raw, el, er = _gat_inputs(plan, layout, inputs, dict(zip(layout.pf_src, w_rows)), scores, f, drop, head_major)
     bias = None if first.bias is None else torch.stack([m.bias for m in mods])  # (R, K F)
     if head_major:
-        out, attn = _gat_sparse(plan, layout, first, z, raw, el, er, w_rows[len(layout.pf_src):], bias, aggregate)
+        # without autograd and dropout _gat_inputs made the projections node-major
+        node_major = not torch.is_grad_enabled() and drop is None
+        out, attn = _gat_sparse(plan, layout, first, z, raw, el, er, w_rows[len(layout.pf_src):], bias, aggregate,
+                                node_major)
+        if return_attention and attn.shape[0]:  # from the layout's edge order to the plan's
+            attn = attn.new_empty(attn.shape).index_copy(0, layout.order, attn)
     else:  # DGL's kernels, in the plan's edge order
         e = dgl.ops.u_add_v(plan.graph, el, er)
         attn = first.attn_drop(edge_softmax(plan.graph, nn.functional.leaky_relu(e, first.negative_slope)))  # (E, K)
@@ -592,46 +635,57 @@ def _gat_sparse(
     af_weights: Sequence[Tensor],
     bias: Tensor | None,
     aggregate: str,
+    node_major: bool = False,
 ) -> tuple[dict[str, Tensor], Tensor]:
     r"""The edge and aggregation part of :func:`_gat` with torch operators, in the
     layout's edge order: scores :math:`e = \mathrm{LeakyReLU}(el_j + er_i)`, their
     softmax per group, then :math:`o = A z` for the relations that project first (one
     sparse product for all heads, ``z (K, rows, F)``) and the projected sums of those
     that sum first. Without autograd the per-edge temporaries are updated in place.
+    ``node_major``: ``z`` is ``(rows, K, F)`` instead (:meth:`AttentionLayout.node_major`).
 
     Returns:
         The outputs per destination type ``(N_t, K F)`` and the attention ``(E, K)`` in
-        the plan's edge order.
+        the layout's edge order.
     """
     k, f = first._heads, first._head_feats
     # torch ops only: DGL's kernels run in an OpenMP thread pool of their own, and
     # two pools waiting for work beside each other slow both down
-    grad = torch.is_grad_enabled() and (el.requires_grad or er.requires_grad)
-    e = el.index_select(0, layout.src_rows)
-    e = e + er.index_select(0, layout.group_rows) if grad else e.add_(er.index_select(0, layout.group_rows))
-    e = nn.functional.leaky_relu(e, first.negative_slope, inplace=not grad)
-    attn = first.attn_drop(_group_softmax(e, layout.group_rows, plan.num_groups, inplace=not grad))
+    ws = None if torch.is_grad_enabled() else plan.workspace()  # as in _gat_inputs
+    if ws is None:
+        e = el.index_select(0, layout.src_rows) + er.index_select(0, layout.group_rows)
+    else:  # the scores and their softmax in place, in reused buffers
+        shape = (layout.src_rows.shape[0], k)
+        e = torch.index_select(el, 0, layout.src_rows, out=ws.get("e", shape, el))
+        e.add_(torch.index_select(er, 0, layout.group_rows, out=ws.get("gathered", shape, el)))
+    e = nn.functional.leaky_relu(e, first.negative_slope, inplace=ws is not None)
+    attn = first.attn_drop(_group_softmax(e, layout.group_rows, plan.num_groups, inplace=ws is not None, ws=ws))
     n_pf = layout.n_projected
-    out = _HeadAttention.apply(z.view(-1, f), attn[:n_pf], layout.projected).view(k, plan.num_dst, f)
+    # a node-major z (rows, K, F): the same product with columns r K + k
+    mat = layout.node_major() if node_major else layout.projected
+    out = _HeadAttention.apply(z.view(-1, f), attn[:n_pf], mat, ws).view(k, plan.num_dst, f)
     biases = None if bias is None else plan.membership(bias.dtype) @ bias  # (dst types, K F): every relation's
     outs = {}
     for i, (t, part) in enumerate(zip(plan.dst_types, out.split([plan.num_nodes[t] for t in plan.dst_types], 1))):
-        x = part.permute(1, 0, 2).reshape(-1, k * f)  # (N_t, K F), node-major again: a copy (K > 1)
-        if biases is not None:  # in place only without autograd (x may be a view of a split)
-            x = x + biases[i] if grad else x.add_(biases[i])
-        outs[t] = x
+        part = part.permute(1, 0, 2)  # (N_t, K, F): node-major again
+        if ws is None:
+            x = part.reshape(-1, k * f)
+            outs[t] = x if biases is None else x + biases[i]
+        else:  # a new tensor (never a workspace buffer), the biases added in place
+            x = torch.empty(part.shape[0], k * f, dtype=part.dtype, device=part.device)
+            x.view(part.shape).copy_(part)
+            outs[t] = x if biases is None else x.add_(biases[i])
     if layout.summed is not None:
-        sums = _HeadAttention.apply(raw, attn[n_pf:], layout.summed)  # (K groups, D)
+        sums = _HeadAttention.apply(raw, attn[n_pf:], layout.summed, ws)  # (K groups, D)
         sums = sums.view(k, -1, sums.shape[1])
         sizes = [plan.num_nodes[t] * len(pos) for t, pos in layout.af_dst.items()]
         for (t, pos), x, w_t in zip(layout.af_dst.items(), sums.split(sizes, 1), af_weights):
             # project the sums: per head k, sum over the relations r of x[k, :, r] W_r^k
             y = torch.einsum("knrd,rkfd->nkf", x.view(k, -1, len(pos), x.shape[-1]), w_t.view(len(pos), k, f, -1))
-            outs[t] = outs[t] + y.reshape(-1, k * f) if grad else outs[t].add_(y.reshape(-1, k * f))
+            outs[t] = outs[t] + y.reshape(-1, k * f) if ws is None else outs[t].add_(y.reshape(-1, k * f))
     if aggregate == "mean":
         outs = {t: x / len(plan.dst_types[t]) if len(plan.dst_types[t]) > 1 else x for t, x in outs.items()}
-    attn_plan = attn.new_empty(attn.shape).index_copy(0, layout.order, attn) if attn.shape[0] else attn
-    return outs, attn_plan
+    return outs, attn  # with `ws`, possibly a workspace buffer: _gat copies it out when asked for
 
 
 class _ScoreWeights(torch.autograd.Function):
@@ -659,19 +713,25 @@ class _ScoreWeights(torch.autograd.Function):
         return grad_w, grad_a
 
 
-def _group_softmax(e: Tensor, groups: Tensor, n_groups: int, inplace: bool = False) -> Tensor:
+def _group_softmax(e: Tensor, groups: Tensor, n_groups: int, inplace: bool = False,
+                   ws: Workspace | None = None) -> Tensor:
     r"""Softmax of ``e (E, K)`` over the edges of each group (``groups (E,)``), per head:
     :math:`\exp(e - m_g) / \sum_{e' \in g} \exp(e' - m_g)` with the group maximum
     :math:`m_g` (a constant for the gradient, as it cancels). ``inplace`` (no autograd)
-    turns ``e`` itself into the weights: no ``(E, K)`` temporaries."""
+    turns ``e`` itself into the weights, its temporaries from ``ws`` if given."""
     k = e.shape[1]
+    g_shape, e_shape = (n_groups, k), tuple(e.shape)
     with torch.no_grad():
-        peak = e.new_full((n_groups, k), float("-inf"))
-        peak.scatter_reduce_(0, groups.unsqueeze(1).expand(-1, k), e, "amax")
+        peak = e.new_empty(g_shape) if ws is None else ws.get("peak", g_shape, e)
+        peak.fill_(float("-inf")).scatter_reduce_(0, groups.unsqueeze(1).expand(-1, k), e, "amax")
     if inplace:
-        ex = e.sub_(peak.index_select(0, groups)).exp_()
-        total = e.new_zeros(n_groups, k).index_add_(0, groups, ex)
-        return ex.div_(total.index_select(0, groups))
+        gathered = None if ws is None else ws.get("gathered", e_shape, e)
+        ex = e.sub_(torch.index_select(peak, 0, groups, out=gathered) if gathered is not None
+                    else peak.index_select(0, groups)).exp_()
+        total = (e.new_empty(g_shape) if ws is None else ws.get("total", g_shape, e)).zero_()
+        total.index_add_(0, groups, ex)
+        return ex.div_(torch.index_select(total, 0, groups, out=gathered) if gathered is not None
+                       else total.index_select(0, groups))
     ex = torch.exp(e - peak.index_select(0, groups))
     total = e.new_zeros(n_groups, k).index_add(0, groups, ex)
     return ex / total.index_select(0, groups)
@@ -692,7 +752,8 @@ def _gat_inputs(
     and destination scores ``er (groups, K)``, from the weights ``pf_w[t] (P_t, K F, D)``
     of the relations projecting first and the score weights ``scores (2 R, K, D)`` of
     :func:`_gat`. ``z`` is ``(K, projected rows, F)`` with ``head_major`` (torch's sparse
-    products), else ``(projected rows, K, F)`` (DGL's kernels).
+    products) and autograd, else ``(projected rows, K, F)`` (DGL's kernels, or torch's
+    without autograd: see :meth:`AttentionLayout.node_major`).
 
     With ``drop`` (``feat_drop`` in training) the inputs are dropped as each relation
     module drops them: an independent mask per relation, and on a relation within one
@@ -710,13 +771,14 @@ def _gat_inputs(
                 z_parts[t] = h  # projected below, all types at once
             if af:
                 raw_parts[t] = h if len(af) == 1 else h.unsqueeze(1).expand(h.shape[0], len(af), d).reshape(-1, d)
-            # one product for both kinds of score: [el of R_t relations | er of R^t]
-            sc = nn.functional.linear(h, score_w[t].reshape(-1, d))
-            el_t, er_t = sc.split([len(src) * k, len(dst) * k], dim=1)
+            # the scores of the R_t relations leaving t, then of the R^t entering it: two
+            # products whose outputs are the (N_t R, K) rows as views (one product and a
+            # split would copy both halves)
+            s_src, s_dst = score_w[t].split([len(src), len(dst)])
             if src:
-                el_parts[t] = el_t.reshape(-1, k)
+                el_parts[t] = nn.functional.linear(h, s_src.reshape(-1, d)).view(-1, k)
             if dst:
-                er_parts[t] = er_t.reshape(-1, k)
+                er_parts[t] = nn.functional.linear(h, s_dst.reshape(-1, d)).view(-1, k)
             continue
         masked: dict[int, Tensor] = {}
         s_src, s_dst = score_w[t].split([len(src), len(dst)])
@@ -738,8 +800,11 @@ def _gat_inputs(
             y = torch.bmm(x, s_dst.transpose(1, 2))  # (R^t, N_t, K)
             er_parts[t] = y.transpose(0, 1).reshape(-1, k)
     h0 = next(iter(inputs.values()))
+    # node-major projections into the workspace: no autograd, and no per-relation dropout
+    # (whose masked projections are made head-major above)
+    ws = plan.workspace() if head_major and not torch.is_grad_enabled() and drop is None else None
     z = _projections([z_parts.get(t) for t in layout.pf_src], [pf_w[t] for t in layout.pf_src], h0, k, f,
-                     head_major, dropped=drop is not None)
+                     head_major, dropped=drop is not None, ws=ws)
     raw = _cat([raw_parts[t] for t in layout.af_src]) if raw_parts else None
     el = _cat([el_parts[t] for t in plan.src_types])
     er = _cat([er_parts[t] for t in plan.dst_types])
@@ -747,23 +812,34 @@ def _gat_inputs(
 
 
 def _projections(parts: list[Tensor | None], weights: list[Tensor], h0: Tensor, k: int, f: int, head_major: bool,
-                 dropped: bool) -> Tensor:
+                 dropped: bool, ws: Workspace | None = None) -> Tensor:
     """The projections of :func:`_gat_inputs`, all source types' rows in one tensor.
 
     ``parts``: per type, its input ``h_t (N_t, D)``, or with ``dropped`` its projections
-    already made (from inputs dropped per relation); ``weights[t] (P_t, K F, D)``.
+    already made (from inputs dropped per relation); ``weights[t] (P_t, K F, D)``; ``ws``
+    (no autograd): the head-major rows go into its buffer ``"z"``.
     """
     if not parts:
         return h0.new_zeros(k, 0, f) if head_major else h0.new_zeros(0, k, f)
     if dropped:
         return torch.cat(parts, 1) if head_major else _cat(parts)  # type: ignore[arg-type]
+    if head_major and ws is not None:
+        # without autograd: one product per type, node-major rows (i P_t + p, K, F), written
+        # into the workspace (the product over heads, below, would read h once per head)
+        sizes = [h.shape[0] * w.shape[0] for h, w in zip(parts, weights)]  # type: ignore[union-attr]
+        z = ws.get("z", (sum(sizes), k * f), h0)
+        off = 0
+        for h, w, n in zip(parts, weights, sizes):
+            torch.mm(h, w.reshape(-1, w.shape[2]).t(), out=z[off : off + n].view(h.shape[0], w.shape[0] * w.shape[1]))  # type: ignore
+            off += n
+        return z.view(-1, k, f)
     if head_major:
         # per type and head k, (D, P_t F): column p F + c is W_p's row k F + c
         pairs = []
         for h, w in zip(parts, weights):
             p, d = w.shape[0], w.shape[2]
             pairs += [h, w.view(p, k, f, d).permute(1, 3, 0, 2).reshape(k, d, p * f)]
-        return _ProjectHeads.apply(k, f, *pairs)
+        return _ProjectHeads.apply(k, f, ws, *pairs)
     return _cat([nn.functional.linear(h, w.reshape(-1, w.shape[2])).view(-1, k, f)  # type: ignore[arg-type]
                  for h, w in zip(parts, weights)])
 
@@ -930,11 +1006,20 @@ class AttentionLayout:
     group_rows: Tensor | None = None
     z_rows: int = 0
     weight_rows: RowGroups = field(init=False)
+    _node_major: HeadCSR | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         # rows of the stacked (R, ...) source weights: per type of pf_src, then of af_dst
         n = sum(len(p) for p in self.pf_src.values()) + sum(len(p) for p in self.af_src.values())
         self.weight_rows = RowGroups([*self.pf_src.values(), *self.af_dst.values()], n)
+
+    def node_major(self) -> HeadCSR:
+        """:attr:`projected` for node-major projections ``(rows, K, F)``: head ``k`` of row
+        ``j`` is column ``j K + k`` (made on first use; forward passes without autograd)."""
+        if self._node_major is None:
+            p = self.projected
+            self._node_major = HeadCSR.build(p.rows, p.cols * p.heads, p.n_rows, p.n_cols, p.heads, col_stride=1)
+        return self._node_major
 
     @property
     def n_projected(self) -> int:
@@ -1014,33 +1099,49 @@ def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> T
     return torch.sparse_csr_tensor(crow, col, values, shape)
 
 
+def _spmm(a: Tensor, x: Tensor) -> Tensor:
+    """``a @ x`` for a sparse CSR ``a``, written straight into a new tensor: ``a @ x``
+    fills its result with zeros and copies it once more (MKL's product), ``addmm``
+    with ``beta=0`` into ``out`` does neither (``beta=0`` reads nothing of ``out``)."""
+    out = x.new_empty(a.shape[0], x.shape[1])
+    return torch.addmm(out, a, x, beta=0, out=out)
+
+
 class _HeadAttention(torch.autograd.Function):
     r"""``A @ x`` for a :class:`HeadCSR` ``A`` whose values come from ``attn (E, K)``;
     the backward pass multiplies by :math:`A^\top` for ``x`` and takes the sampled
     product :math:`(\partial o\, x^\top) \odot [A \ne 0]` for ``attn``."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, attn: Tensor, mat: HeadCSR) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, attn: Tensor, mat: HeadCSR,  # type: ignore[override]
+                ws: Workspace | None = None) -> Tensor:
         ctx.mat = mat
         ctx.save_for_backward(x, attn)
         if mat.nnz == 0:
             return x.new_zeros(mat.heads * mat.n_rows, x.shape[1])
-        return mat.matrix(attn) @ x.contiguous()
+        if ws is None:
+            return _spmm(mat.matrix(attn), x.contiguous())
+        # without autograd: the values and the product in reused buffers (the caller
+        # copies what it keeps out of the product)
+        values = ws.get(f"values{mat.col_stride > 0}", (mat.heads, attn.shape[0]), attn).copy_(attn.t())
+        a = _csr(mat.crow, mat.col, values.view(-1), (mat.heads * mat.n_rows, mat.n_cols))
+        out = ws.get(f"product{mat.col_stride > 0}", (a.shape[0], x.shape[1]), x)
+        return torch.addmm(out, a, x.contiguous(), beta=0, out=out)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:  # type: ignore[override]
         x, attn = ctx.saved_tensors
         mat: HeadCSR = ctx.mat
         if mat.nnz == 0:
-            return torch.zeros_like(x), torch.zeros_like(attn), None
+            return torch.zeros_like(x), torch.zeros_like(attn), None, None
         grad = grad.contiguous()
-        grad_x = mat.matrix(attn, transpose=True) @ grad if ctx.needs_input_grad[0] else None
+        grad_x = _spmm(mat.matrix(attn, transpose=True), grad) if ctx.needs_input_grad[0] else None
         grad_attn = None
         if ctx.needs_input_grad[1]:
             dots = torch.sparse.sampled_addmm(mat.matrix(attn), grad, x.contiguous().t(), beta=0.0).values()
             grad_attn = dots.view(mat.heads, -1).t()
-        return grad_x, grad_attn, None
+        return grad_x, grad_attn, None, None
 
 
 class _ProjectHeads(torch.autograd.Function):
@@ -1051,10 +1152,12 @@ class _ProjectHeads(torch.autograd.Function):
     gradient block by block, as views."""
 
     @staticmethod
-    def forward(ctx: Any, heads: int, feats: int, *pairs: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, heads: int, feats: int, workspace: Workspace | None,  # type: ignore[override]
+                *pairs: Tensor) -> Tensor:
         hs, ws = pairs[0::2], pairs[1::2]
         sizes = [h.shape[0] * (w.shape[2] // feats) for h, w in zip(hs, ws)]
-        z = hs[0].new_empty(heads, sum(sizes), feats)
+        shape = (heads, sum(sizes), feats)
+        z = hs[0].new_empty(shape) if workspace is None else workspace.get("z", shape, hs[0])
         off = 0
         for h, w, n in zip(hs, ws, sizes):
             for k in range(heads):  # per head: a contiguous block of the buffer
@@ -1068,7 +1171,7 @@ class _ProjectHeads(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         pairs = ctx.saved_tensors
-        grads: list[Tensor | None] = [None, None]
+        grads: list[Tensor | None] = [None, None, None]
         off = 0
         for h, w, n in zip(pairs[0::2], pairs[1::2], ctx.sizes):
             g = grad[:, off : off + n].reshape(grad.shape[0], h.shape[0], w.shape[2])  # (K, N, P F)
@@ -1079,7 +1182,10 @@ class _ProjectHeads(torch.autograd.Function):
                 for k in range(1, g.shape[0]):
                     grad_h.addmm_(g[k], w[k].t())
             if ctx.needs_input_grad[len(grads) + 1]:
-                grad_w = torch.matmul(h.t(), g)  # (K, D, P F)
+                # per head h^T g_k: torch.matmul over the batch would copy g transposed
+                grad_w = w.new_empty(w.shape)  # (K, D, P F)
+                for k in range(g.shape[0]):
+                    torch.mm(h.t(), g[k], out=grad_w[k])
             grads += [grad_h, grad_w]
         return tuple(grads)
 

@@ -12,13 +12,17 @@ from torch import Tensor, nn
 
 from graphmm.graphtypes import CanonicalEType
 
-from .conv import get_activation
+from .conv import GATLayer, GCNLayer, SAGELayer, SumConv, get_activation
 from . import fused as fused_mod
 from .fused import FusedKernel, RelationIndex, fused_kernel, has_hooks
 from .registry import build_conv, get_conv
 
 __all__ = ["AGGREGATES", "CanonicalEType", "HeteroGNN", "RelationGraphConv", "RelationIndex", "as_canonical_etypes"]
 
+
+#: Convs whose output is a new tensor that nothing else refers to (no hooks given), so
+#: without autograd the sum over relations may accumulate into it in place.
+FRESH_OUTPUT_CONVS: tuple[type, ...] = (GATLayer, GCNLayer, SAGELayer, SumConv)
 
 #: Ways to combine the outputs of several relations that end in one node type.
 AGGREGATES: tuple[str, ...] = ("sum", "mean", "max", "min")
@@ -42,6 +46,42 @@ def as_canonical_etypes(etypes: Sequence[Sequence[str]]) -> list[CanonicalEType]
             raise ValueError(f"canonical edge type {cet} is listed twice.")
         out.append(cet)
     return out
+
+
+class LayerOutputs(dict):
+    """A layer's outputs per node type (a ``dict``); :attr:`owned` names the types whose
+    tensor is new and referred to nowhere else, so that without autograd the update of
+    :class:`HeteroGNN` may work in it in place."""
+
+    def __init__(self, outputs: Mapping[str, Tensor], owned: Sequence[str] | Mapping[str, Tensor] = ()) -> None:
+        super().__init__(outputs)
+        self.owned = frozenset(owned)
+
+
+#: In-place versions of the activations of :data:`graphmm.nn.conv.ACTIVATIONS`.
+INPLACE_ACTIVATIONS: dict[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]] = {
+    torch.relu: torch.relu_,
+    nn.functional.elu: lambda x: nn.functional.elu(x, inplace=True),
+    nn.functional.leaky_relu: nn.functional.leaky_relu_,
+    nn.functional.silu: lambda x: nn.functional.silu(x, inplace=True),
+    torch.tanh: torch.tanh_,
+    torch.sigmoid: torch.sigmoid_,
+}
+
+#: Rows per pass of the in-place LayerNorm of :meth:`HeteroGNN.forward` without autograd.
+NORM_ROWS = 2**15
+
+
+def _layer_norm_(norm: nn.Module, x: Tensor) -> Tensor:
+    """``norm(x)`` written into ``x``, in passes of :data:`NORM_ROWS` rows: each row is
+    normalised on its own, so the passes give ``norm(x)``; for a large ``x`` their small
+    temporaries replace one as large as ``x``."""
+    if type(norm) is not nn.LayerNorm or x.shape[0] <= NORM_ROWS:
+        return norm(x)
+    for lo in range(0, x.shape[0], NORM_ROWS):  # blocks of rows, not a loop over rows
+        block = x[lo : lo + NORM_ROWS]
+        block.copy_(nn.functional.layer_norm(block, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
+    return x
 
 
 class RelationGraphConv(HeteroGraphConv):
@@ -118,13 +158,14 @@ class RelationGraphConv(HeteroGraphConv):
             cache[key] = fused_kernel(mods, self.aggregate)
         return cache[key]
 
-    def _combine(self, outs: list[Tensor], ntype: str) -> Tensor:
+    def _combine(self, outs: list[Tensor], ntype: str, owned: bool = False) -> Tensor:
         if self.aggregate == "sum":
             # pairwise adds: the same sums as DGL's stack-then-sum, without the
-            # (relations, N, D) copy, which dominates at a million nodes
+            # (relations, N, D) copy, which dominates at a million nodes; into the first
+            # output when it is a fresh tensor no one else sees (owned), else into a new one
             if len(outs) == 1:
                 return outs[0]
-            rst = outs[0] + outs[1]  # a new tensor: the further sums go into it in place
+            rst = outs[0].add_(outs[1]) if owned else outs[0] + outs[1]
             for out in outs[2:]:
                 rst += out
             return rst
@@ -168,8 +209,10 @@ class RelationGraphConv(HeteroGraphConv):
             kernel = self._fused_kernel(mods)
             if kernel is not None:
                 rst, attention = kernel(mods, index.plan(rels), inputs, self.aggregate, return_attention)
+                rst = LayerOutputs(rst, owned=rst if not torch.is_grad_enabled() else ())
                 return (rst, attention) if return_attention else rst
         outputs: dict[str, list[Tensor]] = {}
+        owned: dict[str, bool] = {}  # is the first output into a type a fresh tensor of its own?
         attention = {}
         for cet in rels:
             stype, _, dtype = cet
@@ -180,8 +223,13 @@ class RelationGraphConv(HeteroGraphConv):
                 attention[cet] = attn
             else:
                 out = mod(g[cet], feat)
+            if dtype not in outputs:  # without autograd, as its backward may keep it (a ReLU's output)
+                owned[dtype] = not torch.is_grad_enabled() and type(mod) in FRESH_OUTPUT_CONVS and not has_hooks(mod)
             outputs.setdefault(dtype, []).append(out)
-        rst = {ntype: self._combine(outs, ntype) for ntype, outs in outputs.items()}
+        rst = LayerOutputs({ntype: self._combine(outs, ntype, owned[ntype]) for ntype, outs in outputs.items()},
+                           # a sum of several outputs is a new tensor too
+                           owned=[t for t, outs in outputs.items() if owned[t] or (
+                               len(outs) > 1 and self.aggregate == "sum" and not torch.is_grad_enabled())])
         if return_attention:
             return rst, attention
         return rst
@@ -319,6 +367,27 @@ class HeteroGNN(nn.Module):
             for norm in norms.values():
                 norm.reset_parameters()
 
+    def _update(self, z: Tensor, h: Tensor, norm: nn.Module, owned: bool) -> Tensor:
+        """:math:`\\mathrm{LayerNorm}(h + \\mathrm{Dropout}(\\sigma(z)))`. Without autograd,
+        in a tensor of our own: in ``z`` when the layer says no one else sees it
+        (``owned``), else in the activation's output; large ones are normalised in
+        place too. On graphs of millions of nodes each new full-size tensor costs more
+        than the arithmetic on it (the memory is mapped and zeroed page by page)."""
+        if torch.is_grad_enabled() and (z.requires_grad or h.requires_grad):
+            x = z if self.activation is None else self.activation(z)
+            return norm(h + self.dropout(x))
+        if self.activation is None:
+            x = z if owned else z.clone()
+        elif owned and self.activation in INPLACE_ACTIVATIONS:
+            x = INPLACE_ACTIVATIONS[self.activation](z)
+        else:
+            x = self.activation(z)
+            if x is z:  # an activation that returns its input
+                x = z.clone()
+        if self.dropout.training and self.dropout.p > 0:
+            x = nn.functional.dropout(x, self.dropout.p, training=True, inplace=True)
+        return _layer_norm_(norm, x.add_(h))
+
     @property
     def supports_attention(self) -> bool:
         """Whether ``return_attention=True`` is available for this conv."""
@@ -368,13 +437,9 @@ class HeteroGNN(nn.Module):
             else:
                 out = layer(g, h, index=index)
             new_h = dict(h)
+            owned = getattr(out, "owned", frozenset())
             for ntype, z in out.items():
-                x = self.dropout(z if self.activation is None else self.activation(z))
-                if x is not z and not (torch.is_grad_enabled() and x.requires_grad):
-                    x = x.add_(h[ntype])  # a tensor of our own, no autograd: one full-size temporary less
-                else:
-                    x = h[ntype] + x
-                new_h[ntype] = norms[ntype](x)
+                new_h[ntype] = self._update(z, h[ntype], norms[ntype], ntype in owned)
             h = new_h
         if return_attention:
             return h, attention
