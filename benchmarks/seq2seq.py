@@ -1,15 +1,20 @@
-"""Text generation on the embedded digit sequences: the graph model against a no-graph baseline.
+"""Text generation: the graph model against a no-graph baseline, on embedded and real data.
 
-For each sequence task (image + audio, audio only, image only) it trains, in one run
-and on identical splits, the graph model (``model=graph_seq2seq``: encoders, 3-layer
-heterogeneous GAT, Transformer decoder) and the sequence baseline
-(``model=transformer_seq2seq``: the same node features, encoders and decoder, with a
-Transformer encoder over the sample's nodes as one token sequence instead of the
-graph), and writes the table into ``benchmarks/RESULTS.md`` between the ``seq2seq``
-markers.
+For each sequence task it trains, in one run and on identical splits, the graph model
+(``model=graph_seq2seq``: encoders, 3-layer heterogeneous GAT, Transformer decoder) and
+the sequence baseline (``model=transformer_seq2seq``: the same node features, encoders
+and decoder, with a Transformer encoder over the sample's nodes as one token sequence
+instead of the graph), and writes the tables into ``benchmarks/RESULTS.md``:
+
+- between the ``seq2seq`` markers, the embedded digit sequences (image + audio, audio
+  only, image only; no files needed);
+- between the ``speech`` markers, speech to text on real recordings by a speaker that
+  training never heard (``experiment=avdigits_seq_speakers``; needs the Free Spoken
+  Digit recordings under ``$GRAPHMM_DATA`` or ``../shared/data``).
 
     python -m benchmarks.seq2seq                      # seed 0, every task
     python -m benchmarks.seq2seq --seeds 0 1 --tasks digits_seq --quick
+    python -m benchmarks.seq2seq --tasks avdigits_seq_speakers
 """
 
 from __future__ import annotations
@@ -28,10 +33,34 @@ from benchmarks.modalities import write_section
 from graphmm.config import CONF_DIR
 from graphmm.train import train
 
-TASKS = {
-    "digits_seq": "image + audio",
-    "digits_seq_audio": "audio only (speech to text)",
-    "digits_seq_image": "image only (reading)",
+#: RESULTS.md section -> its tasks (experiment preset -> row label)
+SECTIONS: dict[str, dict[str, str]] = {
+    "seq2seq": {
+        "digits_seq": "image + audio",
+        "digits_seq_audio": "audio only (speech to text)",
+        "digits_seq_image": "image only (reading)",
+    },
+    "speech": {
+        "avdigits_seq_speakers": "audio only, speaker george never heard in training",
+    },
+}
+TASKS: dict[str, str] = {task: label for tasks in SECTIONS.values() for task, label in tasks.items()}
+
+_DESCRIPTIONS = {
+    "seq2seq": (
+        "Text generation on `digits_seq`",
+        "Embedded digit sequences (1-4 scikit-learn digits as an image strip and their DTMF tones one after "
+        "another; the target is the digit words), 3,000 train / 300 val / 500 test sequences whose single-digit "
+        "images never occur in another split.",
+    ),
+    "speech": (
+        "Speech to text on real recordings by an unseen speaker",
+        "Sequences of 1-4 Free Spoken Digit recordings (8 kHz, 50-200 ms gaps; the target is the digit "
+        "words), audio only: 6,000 train / 600 val / 1,000 test sequences; the test sequences are drawn from "
+        "speaker george's recordings only, train and validation from the other speakers' "
+        "(`experiment=avdigits_seq_speakers`). Target of issue 15: the graph model's WER <= 0.15 and below the "
+        "baseline's.",
+    ),
 }
 MODELS = {
     "graph (GAT)": [],
@@ -47,8 +76,15 @@ def _fmt(values: list[float]) -> str:
 
 
 def run(tasks: list[str], seeds: list[int], quick: bool, write: bool = False) -> str:
-    """Train every (task, model, seed) and return the RESULTS.md section; with ``write``
-    the section is also written after each task, listing the tasks done so far."""
+    """Train every (task, model, seed) and return the RESULTS.md sections of the tasks;
+    with ``write`` each section is also written after each of its tasks, listing the
+    tasks done so far."""
+    return "\n".join(
+        _run_section(key, [t for t in tasks if t in section_tasks], seeds, quick, write)
+        for key, section_tasks in SECTIONS.items() if any(t in section_tasks for t in tasks))
+
+
+def _run_section(key: str, tasks: list[str], seeds: list[int], quick: bool, write: bool) -> str:
     extra = ["trainer.progress=false"] + (["trainer.max_epochs=4"] if quick else [])
     rows: list[str] = []
     done: list[str] = []
@@ -74,22 +110,21 @@ def run(tasks: list[str], seeds: list[int], quick: bool, write: bool = False) ->
                 + f" | {int(results['params'][0]):,} | {statistics.mean(results['time']):.0f} | `{cmd}` |"
             )
         done.append(task)
-        section = _section(rows, done, seeds, quick)
+        section = _section(key, rows, done, seeds, quick)
         if write:
-            write_section("seq2seq", section)
+            write_section(key, section)
     return section
 
 
-def _section(rows: list[str], tasks: list[str], seeds: list[int], quick: bool) -> str:
+def _section(key: str, rows: list[str], tasks: list[str], seeds: list[int], quick: bool) -> str:
+    title, data = _DESCRIPTIONS[key]
     header = [
-        "<!-- seq2seq:start -->",
-        "## Text generation on `digits_seq`",
+        f"<!-- {key}:start -->",
+        f"## {title}",
         "",
         f"Written by `python -m benchmarks.seq2seq {'--quick ' if quick else ''}--seeds {' '.join(map(str, seeds))} "
         f"--tasks {' '.join(tasks)}` on {os.cpu_count()} CPU cores ({platform.machine()}), torch {torch.__version__}. "
-        "Embedded digit sequences (1-4 scikit-learn digits as an image strip and their DTMF tones one after "
-        "another; the target is the digit words), 3,000 train / 300 val / 500 test sequences whose single-digit "
-        "images never occur in another split. Both models are trained in the same run on identical splits, "
+        f"{data} Both models are trained in the same run on identical splits, "
         "with early stopping on validation WER; test decoding uses beam search (width 4). `exact` is exact "
         "sequence match, `wer`/`cer` word/character error rates, `bleu` corpus BLEU-4 (torchmetrics). "
         "With several seeds: mean ± sample std over model seeds (the data do not change). Time is the whole "
@@ -98,7 +133,7 @@ def _section(rows: list[str], tasks: list[str], seeds: list[int], quick: bool) -
         "| task | model | exact | WER | CER | BLEU | parameters | time (s) | command |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    return "\n".join(header + rows + ["<!-- seq2seq:end -->"]) + "\n"
+    return "\n".join(header + rows + [f"<!-- {key}:end -->"]) + "\n"
 
 
 def main() -> None:
