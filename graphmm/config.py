@@ -102,6 +102,7 @@ class AVDigitsSeqDataConf:
     val_fraction: float = 0.1
     seed: int = 0
     test_speakers: Optional[List[str]] = None
+    val_speakers: Optional[List[str]] = None
 
 
 @dataclass

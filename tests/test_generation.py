@@ -328,6 +328,32 @@ def test_avdigits_seq_on_real_data(make_cfg, tmp_path) -> None:
         load_avdigits_seq(str(tmp_path))
 
 
+def test_avdigits_seq_validation_speakers_are_a_pool_of_their_own() -> None:
+    """With val_speakers the validation pool is every recording of those speakers and
+    nothing of them is in train; bad combinations fail with the key's name."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from graphmm.data.sequences import _recording_pools
+
+    records = [SimpleNamespace(speaker=spk, take=t, path=f"{d}_{spk}_{t}.wav", label=str(d))
+               for spk in ("ann", "bob", "cy", "dee") for d in range(3) for t in range(4)]
+    rng = np.random.default_rng(0)
+    train, val, test = _recording_pools(records, 0.1, rng, ["ann"], ["bob", "cy"])
+    assert {records[i].speaker for i in test} == {"ann"}
+    assert {records[i].speaker for i in val} == {"bob", "cy"} and len(val) == 24
+    assert {records[i].speaker for i in train} == {"dee"} and len(train) + len(val) + len(test) == len(records)
+    with pytest.raises(ValueError, match="val_speakers needs data.test_speakers"):
+        _recording_pools(records, 0.1, rng, None, ["bob"])
+    with pytest.raises(ValueError, match=r"val_speakers \['ann'\] are also test speakers"):
+        _recording_pools(records, 0.1, rng, ["ann"], ["ann", "bob"])
+    with pytest.raises(ValueError, match=r"val_speakers \['zed'\] have no clip"):
+        _recording_pools(records, 0.1, rng, ["ann"], ["zed"])
+    with pytest.raises(ValueError, match="none is left for training"):
+        _recording_pools(records, 0.1, rng, ["ann", "bob"], ["cy", "dee"])
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "fsdd").is_dir(), reason=f"real data not found at {SHARED_DATA}")
 def test_avdigits_seq_speaker_split_never_hears_the_test_speaker(make_cfg) -> None:
     import numpy as np

@@ -253,13 +253,16 @@ def load_avdigits_seq(
     mnist: str = "mnist/train.npz",
     fsdd: str = "fsdd/recordings",
     test_speakers: Sequence[str] | None = None,
+    val_speakers: Sequence[str] | None = None,
 ) -> dict[str, list[Sample]]:
     """Digit sequences from real data: MNIST strips and Free Spoken Digit recordings.
 
     Pools: the recordings follow the Free Spoken Digit rule (takes 0-4 test, the rest
     train, ``val_fraction`` of train for validation, seeded), or, with ``test_speakers``,
     are speaker-independent (every recording of those speakers is test, none of them
-    is heard in training or validation); MNIST's ``train.npz`` is
+    is heard in training or validation; with ``val_speakers`` too, the validation pool
+    is every recording of those speakers, so that a model is chosen on voices it has
+    not heard either); MNIST's ``train.npz`` is
     split into the same fractions as the recordings (seeded, stratified), so no image
     or recording of a val/test sequence occurs in training.
 
@@ -276,13 +279,17 @@ def load_avdigits_seq(
         fsdd: Folder of the recordings under ``root``. Default: ``"fsdd/recordings"``.
         test_speakers: Speakers whose recordings make the test pool (e.g. ``["george"]``).
             Default: ``None`` (the takes rule).
+        val_speakers: Speakers whose recordings make the validation pool instead of
+            ``val_fraction`` of the train pool (needs ``test_speakers``, disjoint from
+            them). Default: ``None``.
 
     Returns:
         dict[str, list[Sample]]: ``{"train", "val", "test"}`` with ``target`` set.
 
     Raises:
         FileNotFoundError: ``root`` lacks the images or the recordings.
-        ValueError: A test speaker that no recording has, or no speaker left for training.
+        ValueError: A test or validation speaker that no recording has, validation
+            speakers without test speakers or among them, or no speaker left for training.
     """
     from graphmm.data.audio_folder import read_audio_records
     from graphmm.data.images import read_image_arrays
@@ -294,7 +301,7 @@ def load_avdigits_seq(
 
     records = read_audio_records(str(base / fsdd), sample_rate=sample_rate)
     rec_labels = np.array([int(r.label) for r in records])
-    rec_pools = _recording_pools(records, val_fraction, rngs["pool"], test_speakers)
+    rec_pools = _recording_pools(records, val_fraction, rngs["pool"], test_speakers, val_speakers)
     images, img_labels = read_image_arrays(str(base / mnist))
     fractions = tuple(len(p) / len(records) for p in rec_pools)
     img_pools = _stratified_split(img_labels.numpy(), fractions, rngs["pool"])
@@ -331,10 +338,17 @@ def _shared_layout(root: str, *parts: str) -> Path:
 
 
 def _recording_pools(records: Sequence[Any], val_fraction: float, rng: np.random.Generator,
-                     test_speakers: Sequence[str] | None = None) -> list[np.ndarray]:
+                     test_speakers: Sequence[str] | None = None,
+                     val_speakers: Sequence[str] | None = None) -> list[np.ndarray]:
     """Indices of the train, val and test recordings: the Free Spoken Digit rule (takes
     0-4 test) or the recordings of ``test_speakers``, then a seeded ``val_fraction`` of
-    the train recordings for validation."""
+    the train recordings for validation, or the recordings of ``val_speakers``."""
+    if val_speakers:
+        if not test_speakers:
+            raise ValueError("data.val_speakers needs data.test_speakers (a speaker-independent split)")
+        if set(val_speakers) & set(test_speakers):
+            raise ValueError(f"data.val_speakers {sorted(set(val_speakers) & set(test_speakers))} are also test "
+                             "speakers; give other speakers")
     if test_speakers:
         speakers = {r.speaker for r in records}
         unknown = sorted(set(test_speakers) - speakers)
@@ -347,7 +361,14 @@ def _recording_pools(records: Sequence[Any], val_fraction: float, rng: np.random
         test_rec = np.array([r.take is not None and r.take < 5 for r in records])
     train_rec = np.flatnonzero(~test_rec)
     val_mask = np.zeros(len(records), dtype=bool)
-    val_mask[rng.permutation(train_rec)[: int(round(val_fraction * len(train_rec)))]] = True
+    if val_speakers:
+        from graphmm.data.audio_folder import speaker_mask
+
+        val_mask = speaker_mask(records, val_speakers, "data.val_speakers")
+        if not (~test_rec & ~val_mask).any():
+            raise ValueError("data.test_speakers and data.val_speakers name every speaker: none is left for training")
+    else:
+        val_mask[rng.permutation(train_rec)[: int(round(val_fraction * len(train_rec)))]] = True
     return [np.flatnonzero(~test_rec & ~val_mask), np.flatnonzero(val_mask), np.flatnonzero(test_rec)]
 
 
