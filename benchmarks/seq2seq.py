@@ -57,8 +57,8 @@ _DESCRIPTIONS = {
         "Speech to text on real recordings by an unseen speaker",
         "Sequences of 1-4 Free Spoken Digit recordings (8 kHz, 50-200 ms gaps; the target is the digit "
         "words), audio only: 6,000 train / 600 val / 1,000 test sequences; the test sequences are drawn from "
-        "speaker george's recordings only, train and validation from the other speakers' "
-        "(`experiment=avdigits_seq_speakers`). Target of issue 15: the graph model's WER <= 0.15 and below the "
+        "speaker george's recordings only, the validation sequences from jackson's, the training sequences "
+        "from the other speakers' (`experiment=avdigits_seq_speakers`; per-clip log-mel normalisation). Target of issue 15: the graph model's WER <= 0.15 and below the "
         "baseline's.",
     ),
 }

@@ -370,6 +370,7 @@ def test_avdigits_seq_speaker_split_never_hears_the_test_speaker(make_cfg) -> No
         load_avdigits_seq(str(SHARED_DATA), num_samples=[4, 2, 2], test_speakers=["bob"])
     cfg = make_cfg(["experiment=avdigits_seq_speakers", f"data.root={SHARED_DATA}"])
     assert cfg.data.test_speakers == ["george"] and cfg.data.modalities == ["audio"] and cfg.graph.image is None
+    assert cfg.data.val_speakers == ["jackson"] and cfg.graph.audio.normalize == "clip"
 
 
 def test_generation_model_on_a_dataset_without_targets_fails_before_loading(make_cfg) -> None:
