@@ -260,9 +260,8 @@ def load_avdigits_seq(
     Pools: the recordings follow the Free Spoken Digit rule (takes 0-4 test, the rest
     train, ``val_fraction`` of train for validation, seeded), or, with ``test_speakers``,
     are speaker-independent (every recording of those speakers is test, none of them
-    is heard in training or validation; with ``val_speakers`` too, the validation pool
-    is every recording of those speakers, so that a model is chosen on voices it has
-    not heard either); MNIST's ``train.npz`` is
+    is heard in training or validation; ``val_speakers`` likewise for validation);
+    MNIST's ``train.npz`` is
     split into the same fractions as the recordings (seeded, stratified), so no image
     or recording of a val/test sequence occurs in training.
 
@@ -277,19 +276,17 @@ def load_avdigits_seq(
         seed: Seed of every draw. Default: ``0``.
         mnist: Path of the image arrays under ``root``. Default: ``"mnist/train.npz"``.
         fsdd: Folder of the recordings under ``root``. Default: ``"fsdd/recordings"``.
-        test_speakers: Speakers whose recordings make the test pool (e.g. ``["george"]``).
-            Default: ``None`` (the takes rule).
-        val_speakers: Speakers whose recordings make the validation pool instead of
-            ``val_fraction`` of the train pool (needs ``test_speakers``, disjoint from
-            them). Default: ``None``.
+        test_speakers: Speakers whose recordings make the test pool (``["george"]``);
+            ``None`` (default): the takes rule.
+        val_speakers: Speakers whose recordings make the validation pool (default: none).
 
     Returns:
         dict[str, list[Sample]]: ``{"train", "val", "test"}`` with ``target`` set.
 
     Raises:
         FileNotFoundError: ``root`` lacks the images or the recordings.
-        ValueError: A test or validation speaker that no recording has, validation
-            speakers without test speakers or among them, or no speaker left for training.
+        ValueError: An unknown test or validation speaker, validation speakers without
+            or among the test speakers, or no speaker left for training.
     """
     from graphmm.data.audio_folder import read_audio_records
     from graphmm.data.images import read_image_arrays
