@@ -218,9 +218,11 @@ def _timed(fn: Callable[[], Result]) -> Result:
     return {**out, "time_s": time.perf_counter() - t0}
 
 
-def baselines(dataset: str, data: Path, seeds: Sequence[int], quick: bool) -> dict[str, list[Result]]:
-    """``method -> one result per seed`` (deterministic methods run once)."""
-    out: dict[str, list[Result]] = {}
+def baselines(dataset: str, data: Path, seeds: Sequence[int], quick: bool,
+              deterministic: bool = True) -> dict[str, dict[str, Result]]:
+    """``method -> {seed: result}`` for the seeded methods and ``method -> {"once": result}``
+    for the deterministic ones (left out when ``deterministic`` is false)."""
+    out: dict[str, dict[str, Result]] = {}
     epochs = 2 if quick else 15
     if dataset in TEXT:
         s = load_textcls(data / "text", dataset, **TEXT_OPTIONS.get(dataset, {}))
@@ -231,38 +233,41 @@ def baselines(dataset: str, data: Path, seeds: Sequence[int], quick: bool) -> di
             def fit(make=make) -> Result:
                 vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"(?u)\b\w+\b|[^\w\s]")
                 return {"test/acc": float(make().fit(vec.fit_transform(xtr), ytr).score(vec.transform(xte), yte))}
-            out[label] = [_timed(fit)]
+            if deterministic:
+                out[label] = {"once": _timed(fit)}
         return out
     if dataset in ("fsdd", "fsdd_speakers"):
         kw = {"split": "speakers", "test_speakers": ["george"]} if dataset == "fsdd_speakers" else {}
         s = load_audio_folder(data / "fsdd" / "recordings", sample_rate=SR, **kw)
         y = {k: _labels(v) for k, v in s.items()}
         mels = {k: _logmel(v) for k, v in s.items()}
-        out["log-mel mean+std + LogReg"] = [_timed(lambda: {"test/acc": _acc(_logreg_proba(
-            _mel_stats(mels["train"] + mels["val"]), np.concatenate([y["train"], y["val"]]),
-            _mel_stats(mels["test"])), y["test"])})]
+        if deterministic:
+            out["log-mel mean+std + LogReg"] = {"once": _timed(lambda: {"test/acc": _acc(_logreg_proba(
+                _mel_stats(mels["train"] + mels["val"]), np.concatenate([y["train"], y["val"]]),
+                _mel_stats(mels["test"])), y["test"])})}
         train = _mel_fixed(mels["train"])
         stats = (float(train.mean()), float(train.std()))  # also for val/test: the trainer's statistics only
         fixed = {k: _mel_fixed(v, stats) for k, v in mels.items()}
-        out["small CNN on log-mel"] = [
-            _timed(lambda seed=seed: {"test/acc": _acc(cnn_proba(
+        out["small CNN on log-mel"] = {
+            str(seed): _timed(lambda seed=seed: {"test/acc": _acc(cnn_proba(
                 fixed["train"], y["train"], fixed["val"], y["val"], fixed["test"], 10, epochs, seed), y["test"])})
             for seed in seeds
-        ]
+        }
         return out
     if dataset == "mnist":
         s = load_image_arrays(data / "mnist" / "train.npz", test_size=10000)
         x = {k: torch.stack([v.image for v in s[k]]) for k in s}
         y = {k: _labels(v) for k, v in s.items()}
         n = 5000 if quick else len(y["train"])
-        out["pixels + LogReg"] = [_timed(lambda: {"test/acc": _acc(_logreg_proba(
-            x["train"][:n].flatten(1).numpy(), y["train"][:n], x["test"].flatten(1).numpy()), y["test"])})]
-        out["small CNN"] = [
-            _timed(lambda seed=seed: {"test/acc": _acc(cnn_proba(
+        if deterministic:
+            out["pixels + LogReg"] = {"once": _timed(lambda: {"test/acc": _acc(_logreg_proba(
+                x["train"][:n].flatten(1).numpy(), y["train"][:n], x["test"].flatten(1).numpy()), y["test"])})}
+        out["small CNN"] = {
+            str(seed): _timed(lambda seed=seed: {"test/acc": _acc(cnn_proba(
                 x["train"][:n], y["train"][:n], x["val"], y["val"], x["test"], 10, 2 if quick else 5, seed),
                 y["test"])})
             for seed in seeds
-        ]
+        }
         return out
     if dataset == "avdigits":
         s = load_avdigits(data / "mnist" / "train.npz", data / "fsdd" / "recordings", sample_rate=SR)
@@ -273,7 +278,7 @@ def baselines(dataset: str, data: Path, seeds: Sequence[int], quick: bool) -> di
         stats = (float(train.mean()), float(train.std()))
         aud = {k: _mel_fixed(v, stats) for k, v in mels.items()}
         for name in ("image: small CNN", "audio: small CNN on log-mel", "late fusion of the two CNNs (mean of probabilities)"):
-            out[name] = []
+            out[name] = {}
         for seed in seeds:
             t0 = time.perf_counter()
             p_img = cnn_proba(img["train"], y["train"], img["val"], y["val"], img["test"], 10, epochs, seed)
@@ -281,14 +286,14 @@ def baselines(dataset: str, data: Path, seeds: Sequence[int], quick: bool) -> di
             p_aud = cnn_proba(aud["train"], y["train"], aud["val"], y["val"], aud["test"], 10, epochs, seed)
             t_aud = time.perf_counter() - t0 - t_img
             uniform = np.full_like(p_img, 0.1)  # a missing modality contributes no evidence
-            out["image: small CNN"].append({"test/acc": _acc(p_img, y["test"]), "time_s": t_img})
-            out["audio: small CNN on log-mel"].append({"test/acc": _acc(p_aud, y["test"]), "time_s": t_aud})
-            out["late fusion of the two CNNs (mean of probabilities)"].append({
+            out["image: small CNN"][str(seed)] = {"test/acc": _acc(p_img, y["test"]), "time_s": t_img}
+            out["audio: small CNN on log-mel"][str(seed)] = {"test/acc": _acc(p_aud, y["test"]), "time_s": t_aud}
+            out["late fusion of the two CNNs (mean of probabilities)"][str(seed)] = {
                 "test/acc": _acc(p_img + p_aud, y["test"]),
                 "test_without_image/acc": _acc(uniform + p_aud, y["test"]),
                 "test_without_audio/acc": _acc(p_img + uniform, y["test"]),
                 "time_s": t_img + t_aud,
-            })
+            }
         return out
     raise ValueError(f"unknown dataset {dataset!r}; choose from {ALL}")
 
@@ -519,12 +524,18 @@ def run(datasets: Sequence[str], models: Sequence[str], seeds: Sequence[int], qu
     cached = workdir / "baselines.json"
     done = json.loads(cached.read_text()) if cached.exists() else {}
     for ds in datasets:
-        key = f"{ds} seeds={','.join(map(str, seeds))}{' quick' if quick else ''}"
-        if key not in done:
-            print(f"baselines: {ds}", flush=True)
-            done[key] = baselines(ds, data, seeds, quick)
+        # dataset -> method -> {seed: result}, "once" for a deterministic method: a rerun with
+        # more seeds fits only the seeds it lacks
+        entry = done.setdefault(f"{ds}{' quick' if quick else ''}", {})
+        missing = [s for s in seeds if not entry or any(str(s) not in r and "once" not in r for r in entry.values())]
+        if missing:
+            print(f"baselines: {ds} (seeds {', '.join(map(str, missing))})", flush=True)
+            fitted = baselines(ds, data, missing, quick, deterministic=not any("once" in r for r in entry.values()))
+            for method, by_seed in fitted.items():
+                entry.setdefault(method, {}).update(by_seed)
             cached.write_text(json.dumps(done, indent=1))
-        results[ds].update(done[key])
+        for method, by_seed in entry.items():
+            results[ds][method] = [by_seed["once"]] if "once" in by_seed else [by_seed[str(s)] for s in seeds]
     if models:
         sweep_dir = sweep("sweeps", datasets, models, seeds, quick, workdir, jobs)
         framework = read_sweep(sweep_dir, datasets, models, seeds)

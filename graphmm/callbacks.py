@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import sys
+import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -82,6 +83,14 @@ def summarize_sweep(sweep_dir: str | Path) -> list[dict[str, Any]]:
         if rows:
             _write_summary(sweep_dir, rows)
     return rows
+
+
+def _started_at(job_dir: Path) -> float:
+    """When the job's latest attempt started: the time Hydra wrote its overrides file."""
+    try:
+        return (job_dir / ".hydra" / "overrides.yaml").stat().st_mtime
+    except FileNotFoundError:
+        return float("-inf")
 
 
 def _sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -189,8 +198,13 @@ class MultirunSummary(Callback):
         # the keys the sweep varies (`model.heads` of `model.heads=5,4`, a sweeper's params):
         # each job's label shows its values of these; None: unknown, show every override
         self.swept: frozenset[str] | None = None
+        # wall-clock start of this multirun: a job whose overrides file is older did not run
+        # in it (Hydra rewrites ``.hydra/`` at each job's start), e.g. another sweep's job
+        # left under a named ``hydra.sweep.subdir`` in a reused folder
+        self.started: float | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.started = time.time()
         sweeper = config.hydra.get("sweeper") or {}
         if "n_trials" in sweeper:
             self.total = int(sweeper.n_trials)
@@ -243,19 +257,23 @@ class MultirunSummary(Callback):
         except Exception as err:  # a summary problem must not hide the job's own result
             log.warning("could not update the sweep summary in %s: %s", sweep_dir, one_line_error(err))
             return
-        rows = self._ours(rows)
+        rows = self._ours(rows, sweep_dir)
         done = [r for r in rows if r["status"] != "incomplete"]
         failed = [r["job"] for r in rows if r["status"] == "failed"]
         if failed and self.total is not None and len(done) >= self.total:
             log.error("sweep: %d of %d jobs failed (jobs %s); summary: %s", len(failed), len(rows),
                       ", ".join(failed), sweep_dir / "summary.md")
 
-    def _ours(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The rows of this sweep's jobs (numbers below its size, when known): a folder
-        reused by a rerun may hold a longer earlier sweep's jobs too."""
-        if self.total is None:
-            return rows
-        return [r for r in rows if not str(r["job"]).isdigit() or int(r["job"]) < self.total]
+    def _ours(self, rows: list[dict[str, Any]], sweep_dir: Path) -> list[dict[str, Any]]:
+        """The rows of this sweep's jobs: a folder reused by a rerun may hold other sweeps'
+        jobs too. Numbered jobs count below the sweep's size (when known); any job counts
+        only if it started after this multirun did (when known)."""
+        if self.total is not None:
+            rows = [r for r in rows if not str(r["job"]).isdigit() or int(r["job"]) < self.total]
+        if self.started is not None:
+            # 2 s of slack for file systems with coarse timestamps
+            rows = [r for r in rows if _started_at(sweep_dir / str(r["job"])) >= self.started - 2.0]
+        return rows
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -266,7 +284,7 @@ class MultirunSummary(Callback):
             return
         log.info("sweep summary (%d jobs): %s", len(rows), sweep_dir / "summary.md")
         print((sweep_dir / "summary.md").read_text())
-        ours = self._ours(rows)
+        ours = self._ours(rows, sweep_dir)
         bad = [r["job"] for r in ours if r["status"] != "ok"]
         if bad:
             log.error("sweep: %d of %d jobs did not finish (jobs %s); see %s", len(bad), len(ours),

@@ -223,3 +223,27 @@ def test_realdata_table_picks_the_conv_on_validation():
     assert "| mr | graph, conv=gat, without the wide path | 71.00 ± 1.00 | 71.00 ± 1.00 | +4.00 |" in text
     assert "| mr | the wide path alone (its fit in the runs above) | 74.00 ± 0.00 | 73.00 ± 0.00 | +1.00 |" in text
     assert "| graph, conv=gat | 99.67 ± 0.58 | 98.00 ± 0.00 (-1.67) | 90.00 ± 0.00 (-9.67) |" in text
+
+
+def test_realdata_baselines_are_cached_per_seed(tmp_path, monkeypatch):
+    """A rerun with one more seed fits that seed's seeded baselines only, and no
+    deterministic baseline again."""
+    import benchmarks.realdata as realdata
+
+    calls = []
+
+    def fake(dataset, data, seeds, quick, deterministic=True):
+        calls.append((list(seeds), deterministic))
+        out = {"CNN": {str(s): {"test/acc": 0.5 + s / 10} for s in seeds}}
+        if deterministic:
+            out["LogReg"] = {"once": {"test/acc": 0.4}}
+        return out
+
+    monkeypatch.setattr(realdata, "baselines", fake)
+    monkeypatch.setenv("GRAPHMM_DATA", str(tmp_path))  # run() sets it; restored afterwards
+    realdata.run(["fsdd"], [], [0], False, tmp_path, tmp_path, jobs=1)
+    section = realdata.run(["fsdd"], [], [0, 1], False, tmp_path, tmp_path, jobs=1)
+    assert calls == [([0], True), ([1], False)]
+    assert "| fsdd | CNN | 55.00 ± 7.07 |" in section and "| fsdd | LogReg | 40.00 |" in section
+    realdata.run(["fsdd"], [], [1, 0], False, tmp_path, tmp_path, jobs=1)
+    assert len(calls) == 2

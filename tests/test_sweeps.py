@@ -10,6 +10,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -92,6 +93,21 @@ def test_multirun_end_exits_non_zero_when_a_job_did_not_finish(tmp_path, capsys)
         MultirunSummary().on_multirun_end(config)
     assert exit_.value.code == 1
     assert "| 1 | seed=1 | incomplete |" in (tmp_path / "summary.md").read_text()
+
+
+def test_multirun_end_ignores_jobs_that_did_not_start_in_this_multirun(tmp_path):
+    """Named run folders (``hydra.sweep.subdir=${name}-seed${seed}``) in a reused sweep folder:
+    an earlier sweep's unfinished job does not fail a rerun that never ran it."""
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    old = _job(tmp_path, "digits-seed1", ["seed=1"])  # killed in an earlier sweep
+    os.utime(old / ".hydra" / "overrides.yaml", (time.time() - 600,) * 2)
+    rerun = MultirunSummary()
+    rerun.started = time.time()
+    (_job(tmp_path, "digits-seed0", ["seed=0"]) / "metrics.json").write_text('{"test/acc": 0.5}')
+    rerun.on_multirun_end(config)  # returns: its only job finished
+    _job(tmp_path, "digits-seed2", ["seed=2"])  # this rerun's job, unfinished
+    with pytest.raises(SystemExit):
+        rerun.on_multirun_end(config)
 
 
 # ---------------------------------------------------------------- real sweeps
