@@ -588,13 +588,13 @@ def _gat(
     # one node type the destination projection is the source one: both scores come
     # from one product with its weight; the others' destination weights add B rows.
     a = torch.stack([torch.stack([m.attn_l, m.attn_r], 1) for m in mods])  # (R, K, 2, F)
-    both = _ScoreWeights.apply(w.view(n_rel, k, f, d), a)  # (R, K, 2, D)
+    both = torch.matmul(a, w.view(n_rel, k, f, d))  # (R, K, 2, D)
     bip = [r for r, (fs, fd) in enumerate(fcs) if fd is not fs]
     rows = [both[:, :, 0], both[:, :, 1]]
     if bip:
         w_dst = torch.stack([fcs[r][1].weight for r in bip]).view(len(bip), k, f, d)
         a_dst = torch.stack([mods[r].attn_r for r in bip]).unsqueeze(2)  # (B, K, 1, F)
-        rows.append(_ScoreWeights.apply(w_dst, a_dst)[:, :, 0])
+        rows.append(torch.matmul(a_dst, w_dst)[:, :, 0])
     scores = torch.cat(rows)  # (2 R + B, K, D)
     if bip:  # the destination scores of relation r: row R + r, or 2 R + its place in bip
         pick = list(range(2 * n_rel))
@@ -686,31 +686,6 @@ def _gat_sparse(
     if aggregate == "mean":
         outs = {t: x / len(plan.dst_types[t]) if len(plan.dst_types[t]) > 1 else x for t, x in outs.items()}
     return outs, attn  # with `ws`, possibly a workspace buffer: _gat copies it out when asked for
-
-
-class _ScoreWeights(torch.autograd.Function):
-    r"""``(w (n, K, F, D), a (n, K, J, F)) -> (n, K, J, D)``: row :math:`a^{k}_j W^k` per
-    relation and head, the weights of the attention scores. A batched product in the
-    forward pass; the backward pass as broadcast products, since batches of such small
-    products (inner size ``J``) run an order of magnitude below the machine's speed."""
-
-    @staticmethod
-    def forward(ctx: Any, w: Tensor, a: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(w, a)
-        return torch.matmul(a, w)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
-        w, a = ctx.saved_tensors
-        grad_w = grad_a = None
-        if ctx.needs_input_grad[0]:
-            grad_w = a[:, :, 0, :, None] * grad[:, :, 0, None, :]
-            for j in range(1, a.shape[2]):
-                grad_w = grad_w + a[:, :, j, :, None] * grad[:, :, j, None, :]
-        if ctx.needs_input_grad[1]:
-            grad_a = torch.stack([(w * grad[:, :, j, None, :]).sum(-1) for j in range(a.shape[2])], 2)
-        return grad_w, grad_a
 
 
 def _group_softmax(e: Tensor, groups: Tensor, n_groups: int, inplace: bool = False,
