@@ -333,6 +333,16 @@ def test_graphs_import_without_hydra():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_mel_power_is_torchaudios_mel_spectrogram():
+    """The builder's power from the real view of the STFT equals torchaudio's
+    ``MelSpectrogram(power=2)`` (complex ``abs().pow(2)``), window and mel bank included."""
+    gen = torch.Generator().manual_seed(0)
+    wave = 0.3 * torch.randn(3, 4000, generator=gen)
+    for kw in ({}, {"n_fft": 400, "win_length": 300, "hop_length": 160, "n_mels": 23, "sample_rate": 16000}):
+        builder = AudioGraphBuilder(**kw)
+        torch.testing.assert_close(builder._mel_power(wave), builder._mel(wave), rtol=1e-5, atol=1e-6)
+
+
 def test_long_clips_give_the_same_frames_in_mel_passes(monkeypatch):
     import graphmm.graphs.audio as audio_mod
 
