@@ -357,3 +357,41 @@ def test_long_clips_give_the_same_frames_in_mel_passes(monkeypatch):
         assert parts.data["mel"].shape == whole.data["mel"].shape == (3001 + 201, 40)
         torch.testing.assert_close(parts.data["mel"], whole.data["mel"], rtol=0, atol=1e-5)
         assert all(torch.equal(a, b) for k in whole.edges for a, b in zip(parts.edges[k], whole.edges[k]))
+
+
+@pytest.mark.parametrize("neighbors", [4, 8])
+@pytest.mark.parametrize("radius", [None, 2])
+def test_image_relations_come_out_sorted_so_the_batch_need_not_sort_them(neighbors, radius):
+    """``adjacent`` and ``rev_similar`` leave the image builder sorted by (src, dst) and
+    ``similar`` by dst (``build_tensors`` then needs no O(E log E) sort), with the same
+    edges as the plain definition: grid neighbours in both directions, k nearest."""
+    gen = torch.Generator().manual_seed(0)
+    images = [torch.rand(1, h, w, generator=gen) for h, w in ((8, 8), (4, 12), (12, 4), (4, 4), (8, 16))]
+    block = ImageGraphBuilder(patch_size=4, neighbors=neighbors, knn=3, knn_radius=radius).build(images)
+
+    def key(rel: tuple[str, str, str], by_dst: bool = False) -> torch.Tensor:
+        src, dst = block.edges[rel]
+        return (dst * 10**6 + src) if by_dst else (src * 10**6 + dst)
+
+    for rel, by_dst in ((("patch", "adjacent", "patch"), False), (("patch", "rev_similar", "patch"), False),
+                        (("patch", "similar", "patch"), True)):
+        k = key(rel, by_dst)
+        assert bool((k[1:] > k[:-1]).all()), rel
+    # adjacency: symmetric, and each patch's neighbours are exactly the in-grid offsets
+    src, dst = block.edges[("patch", "adjacent", "patch")]
+    pairs = set(zip(src.tolist(), dst.tolist()))
+    assert pairs == {(d, s) for s, d in pairs}
+    rc = block.data["rc"]
+    delta = (rc[dst] - rc[src]).abs()
+    assert bool((delta.max(1).values == 1).all())
+    if neighbors == 4:
+        assert bool((delta.sum(1) == 1).all())
+    # 2 x 2 grid of the 8 x 8 image, 8-neighbourhood: each patch sees the other 3
+    assert int((src < 4).sum()) == (12 if neighbors == 8 else 8)
+    # the batch sorts `similar` by (src, dst) with a stable sort of its sources alone
+    builder = MultimodalGraphBuilder(text=None, audio=None, cross=None,
+                                     image=ImageGraphBuilder(patch_size=4, neighbors=neighbors, knn=3, knn_radius=radius))
+    batch_src, batch_dst = builder.build_tensors([Sample(image=x) for x in images]).edges[("patch", "similar", "patch")]
+    k = batch_src * 10**6 + batch_dst
+    assert bool((k[1:] > k[:-1]).all())
+    assert torch.equal(k.sort().values, key(("patch", "similar", "patch")).sort().values)

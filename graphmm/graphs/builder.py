@@ -451,7 +451,12 @@ class MultimodalGraphBuilder:
             if key.numel() > 1 and not bool((key[1:] >= key[:-1]).all()):
                 # most builders emit their edges in this order already: one pass to check
                 # instead of an O(E log E) sort
-                order = torch.argsort(key)
+                if bool((dst[1:] >= dst[:-1]).all()):
+                    # sorted by destination (a reverse relation): a stable sort of the
+                    # sources alone, as int32 where the ids fit (half the time of int64)
+                    order = torch.sort(src.to(torch.int32) if num_nodes[r[0]] < 2**31 else src, stable=True).indices
+                else:
+                    order = torch.argsort(key)
                 src, dst = src[order], dst[order]
             data_dict[r] = (src, dst)
         seg = {nt: segment_offsets(blocks[nt].counts)[1] for nt in self.ntypes}

@@ -265,7 +265,10 @@ class ImageGraphBuilder:
         if self.neighbors:
             edges.update(self._adjacent_edges(idx, r, c, nh, nw))
         if self.knn:
-            nbr = [knn_local[i] + offsets[i] for i in range(b)]
+            # each cell's neighbours in ascending id order (not nearest first): both
+            # relations are then sorted by (src, dst) with no O(E log E) sort in build_tensors
+            # (``rev_similar`` as it is, ``similar`` by one stable sort of its sources)
+            nbr = [knn_local[i].sort(dim=-1).values + offsets[i] for i in range(b)]
             k = [n.shape[1] for n in nbr]
             dst = torch.repeat_interleave(idx, torch.tensor(k, dtype=torch.int64)[seg]) if total else idx
             src = torch.cat([n.reshape(-1) for n in nbr]) if b else idx
@@ -286,21 +289,28 @@ class ImageGraphBuilder:
         """
         edges: EdgeDict = {}
         steps = [(0, 1), (1, 0)] + ([(1, 1), (1, -1)] if self.neighbors == 8 else [])
-        src_l, dst_l = [], []
+        if not self.directional:
+            # every cell's neighbours at once, the offsets in ascending order of id
+            # (dr nw + dc): the relation comes out sorted by (src, dst), so build_tensors
+            # need not sort its E log E
+            offsets = sorted({o for dr, dc in steps for o in ((dr, dc), (-dr, -dc))})
+            dr = torch.tensor([o[0] for o in offsets])
+            dc = torch.tensor([o[1] for o in offsets])
+            rr, cc = r[:, None] + dr, c[:, None] + dc  # (N, offsets)
+            ok = (rr >= 0) & (rr < nh[:, None]) & (cc >= 0) & (cc < nw[:, None])
+            dst = (idx[:, None] + dr * nw[:, None] + dc)[ok]
+            src = idx[:, None].expand(ok.shape)[ok]
+            edges[("patch", "adjacent", "patch")] = (src, dst)
+            return edges
         for dr, dc in steps:  # a constant number of grid offsets, each vectorised
             ok = (r + dr < nh) & (c + dc >= 0) & (c + dc < nw)
-            src_l.append(idx[ok])
-            dst_l.append(idx[ok] + dr * nw[ok] + dc)
-        if self.directional:
+            src_k = idx[ok]
+            dst_k = src_k + dr * nw[ok] + dc
             # offset (dr, dc) from destination to source: idx -> idx + offset is a source
             # lying at the offset's direction seen from idx, and the reverse edge the opposite
-            for k, (dr, dc) in enumerate(steps):
-                name, opposite = _DIR_NAME[(dr, dc)], _DIR_NAME[(-dr, -dc)]
-                edges[("patch", f"adj_{name}", "patch")] = (dst_l[k], src_l[k])
-                edges[("patch", f"adj_{opposite}", "patch")] = (src_l[k], dst_l[k])
-        else:
-            src, dst = torch.cat(src_l), torch.cat(dst_l)
-            edges[("patch", "adjacent", "patch")] = (torch.cat([src, dst]), torch.cat([dst, src]))
+            name, opposite = _DIR_NAME[(dr, dc)], _DIR_NAME[(-dr, -dc)]
+            edges[("patch", f"adj_{name}", "patch")] = (dst_k, src_k)
+            edges[("patch", f"adj_{opposite}", "patch")] = (src_k, dst_k)
         return edges
 
     def __repr__(self) -> str:
