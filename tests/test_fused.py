@@ -174,6 +174,28 @@ def test_both_gat_backends_and_float64(builder_and_samples, kernels, monkeypatch
     assert kernels == {"_gat": 6}
 
 
+@pytest.mark.parametrize("limit", [0.0, 1.0], ids=["all-scores", "shared-groups-only"])
+def test_edges_alone_in_their_group_need_no_score(builder_and_samples, kernels, monkeypatch, limit):
+    """A group (one relation's in-edges of one node) of a single edge has attention 1:
+    computing the scores of shared groups only gives the reference's outputs, gradients
+    and attention, in float64 to round-off, with autograd and without."""
+    monkeypatch.setattr(fused_mod, "SHARED_EDGES_MAX", limit)
+    builder, samples = builder_and_samples
+    g = builder.batch(samples[:4])
+    layout = RelationIndex(g).plan(list(g.canonical_etypes)).attention_layout(4, split=True)
+    counts = torch.bincount(layout.group_rows)
+    alone = int((counts.index_select(0, layout.group_rows) == 1).sum())
+    assert 0 < alone < layout.group_rows.shape[0]  # the batch has both kinds (e.g. `next`, `similar`)
+    if limit:
+        assert layout.shared is not None and layout.shared.shape[0] == layout.group_rows.shape[0] - alone
+    else:
+        assert layout.shared is None
+    ref, fused = _pair(builder.canonical_etypes, "gat", {"heads": 4}, num_layers=2)
+    h = {k: v.double() for k, v in _inputs(g).items()}
+    assert_same(ref.double(), fused.double(), g, h, attention=True, atol=1e-10, rtol=1e-9)
+    assert kernels == {"_gat": 2}
+
+
 @pytest.mark.parametrize("conv,kwargs", FUSED_CASES, ids=CASE_IDS)
 def test_missing_modalities_and_empty_relations(builder_and_samples, kernels, conv, kwargs):
     """Samples without audio (every frame relation empty) and one without an image."""

@@ -652,14 +652,25 @@ def _gat_sparse(
     # torch ops only: DGL's kernels run in an OpenMP thread pool of their own, and
     # two pools waiting for work beside each other slow both down
     ws = None if torch.is_grad_enabled() else plan.workspace()  # as in _gat_inputs
+    # scores only where a group has several edges (all edges unless many are alone)
+    shared = layout.shared is not None
+    src_rows, group_rows = ((layout.shared_src_rows, layout.shared_group_rows) if shared
+                            else (layout.src_rows, layout.group_rows))
     if ws is None:
-        e = el.index_select(0, layout.src_rows) + er.index_select(0, layout.group_rows)
+        e = el.index_select(0, src_rows) + er.index_select(0, group_rows)
     else:  # the scores and their softmax in place, in reused buffers
-        shape = (layout.src_rows.shape[0], k)
-        e = torch.index_select(el, 0, layout.src_rows, out=ws.get("e", shape, el))
-        e.add_(torch.index_select(er, 0, layout.group_rows, out=ws.get("gathered", shape, el)))
+        shape = (src_rows.shape[0], k)
+        e = torch.index_select(el, 0, src_rows, out=ws.get("e", shape, el))
+        e.add_(torch.index_select(er, 0, group_rows, out=ws.get("gathered", shape, el)))
     e = nn.functional.leaky_relu(e, first.negative_slope, inplace=ws is not None)
-    attn = first.attn_drop(_group_softmax(e, layout.group_rows, plan.num_groups, inplace=ws is not None, ws=ws))
+    attn = _group_softmax(e, group_rows, plan.num_groups, inplace=ws is not None, ws=ws)
+    if shared:  # the edges alone in their group: attention 1
+        shape = (layout.src_rows.shape[0], k)
+        if ws is None:
+            attn = attn.new_ones(shape).index_copy(0, layout.shared, attn)
+        else:
+            attn = ws.get("attn", shape, attn).fill_(1.0).index_copy_(0, layout.shared, attn)
+    attn = first.attn_drop(attn)
     n_pf = layout.n_projected
     # a node-major z (rows, K, F): the same product with columns r K + k
     mat = layout.node_major() if node_major else layout.projected
@@ -864,6 +875,10 @@ def _cat(parts: list[Tensor]) -> Tensor:
 #: Run the GAT aggregation as torch sparse products on CPU (``False``: DGL's kernels).
 SPARSE_ON_CPU = True
 
+#: The attention scores are computed for the edges of shared groups only (and the
+#: singletons' attention set to 1) where these are at most this share of the edges.
+SHARED_EDGES_MAX = 0.75
+
 
 def _use_sparse(x: Tensor) -> bool:
     # torch's sparse CSR products (MKL's on CPU) run about twice as fast here as DGL's
@@ -980,6 +995,13 @@ class AttentionLayout:
     src_rows: Tensor | None = None
     group_rows: Tensor | None = None
     z_rows: int = 0
+    #: positions (in :attr:`order`) of the edges whose group has more than one edge, and
+    #: their src/group rows; ``None`` when (nearly) all edges are such. A group of one
+    #: edge has attention exactly 1 (the softmax of one score), so its score is never
+    #: needed: directional grid adjacency, ``next`` with window 1, summary broadcasts.
+    shared: Tensor | None = None
+    shared_src_rows: Tensor | None = None
+    shared_group_rows: Tensor | None = None
     weight_rows: RowGroups = field(init=False)
     _node_major: HeadCSR | None = field(default=None, init=False, repr=False)
 
@@ -1035,8 +1057,14 @@ class AttentionLayout:
             raw, n_raw = rows_of(af_src, plan.src_ids, rest)
             groups, n_groups = rows_of(af_dst, plan.dst_ids, rest)
             summed = HeadCSR.build(groups, raw, n_groups, n_raw, heads, col_stride=0)
-        return cls(pf_src, af_src, af_dst, projected, summed, order, plan.src_rows.index_select(0, order),
-                   plan.group_rows.index_select(0, order), z_total)
+        src_rows, group_rows = plan.src_rows.index_select(0, order), plan.group_rows.index_select(0, order)
+        shared = torch.bincount(plan.group_rows, minlength=plan.num_groups).index_select(0, group_rows) > 1
+        n_shared = int(shared.sum())
+        if n_shared > SHARED_EDGES_MAX * shared.shape[0]:  # too few singletons to pay for the scatter
+            return cls(pf_src, af_src, af_dst, projected, summed, order, src_rows, group_rows, z_total)
+        pos = shared.nonzero().squeeze(1)
+        return cls(pf_src, af_src, af_dst, projected, summed, order, src_rows, group_rows, z_total, pos,
+                   src_rows.index_select(0, pos), group_rows.index_select(0, pos))
 
 
 def _work_order(plan: RelationPlan, summed: set[int]) -> tuple[Tensor, int]:
