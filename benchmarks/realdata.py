@@ -542,7 +542,14 @@ def run(datasets: Sequence[str], models: Sequence[str], seeds: Sequence[int], qu
         for (ds, model), rs in framework.items():
             results.setdefault(ds, {})[model] = rs
     minutes = (time.perf_counter() - t0) / 60
+    # the choices that differ from a plain run, so the line reproduces this table
     cmd = "python -m benchmarks.realdata" + (" --quick" if quick else "")
+    if list(datasets) != list(QUICK if quick else DATASETS):
+        cmd += " --datasets " + " ".join(datasets)
+    if list(models) != [*DEFAULT_MODELS, *ABLATIONS]:
+        cmd += " --models" + "".join(" " + m for m in models)
+    if list(seeds) != ([0] if quick else [0, 1, 2]):
+        cmd += " --seeds " + " ".join(map(str, seeds))
     head = [
         "<!-- realdata:start -->",
         f"## Real data{' (--quick: 2 short epochs, a smoke run whose numbers mean nothing)' if quick else ''}",

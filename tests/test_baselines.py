@@ -245,5 +245,6 @@ def test_realdata_baselines_are_cached_per_seed(tmp_path, monkeypatch):
     section = realdata.run(["fsdd"], [], [0, 1], False, tmp_path, tmp_path, jobs=1)
     assert calls == [([0], True), ([1], False)]
     assert "| fsdd | CNN | 55.00 ± 7.07 |" in section and "| fsdd | LogReg | 40.00 |" in section
+    assert "`python -m benchmarks.realdata --datasets fsdd --models --seeds 0 1`" in section
     realdata.run(["fsdd"], [], [1, 0], False, tmp_path, tmp_path, jobs=1)
     assert len(calls) == 2
