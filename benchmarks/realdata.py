@@ -21,7 +21,9 @@ one torch thread each), one run directory per job and a ``summary.md`` per sweep
 under ``--workdir``. The two-modality dataset (avdigits) is also tested with each
 modality removed (``trainer.test_missing_modalities=true``): the graph model then has
 no nodes of that type, late fusion gets zeros. A rerun with the same ``--workdir``
-resumes: finished jobs are read back, unfinished ones continue from their checkpoints.
+resumes: finished jobs are read back, unfinished ones continue from their checkpoints,
+and the baselines are cached per seed (a rerun with more seeds fits only the new ones).
+``--table-only`` trains nothing and writes the table from what the work dir holds.
 
     python -m benchmarks.realdata                  # the full table (make bench-realdata)
     python -m benchmarks.realdata --quick          # smoke run, short training (< 10 min)
@@ -516,7 +518,11 @@ def _missing_table(ds: str, methods: dict[str, list[Result]]) -> list[str]:
 
 
 def run(datasets: Sequence[str], models: Sequence[str], seeds: Sequence[int], quick: bool, data: Path,
-        workdir: Path, jobs: int) -> str:
+        workdir: Path, jobs: int, table_only: bool = False) -> str:
+    """Fit the baselines and run the framework sweeps in ``workdir`` (resuming what an
+    earlier run left there), then return the Markdown section. ``table_only``: fit and
+    train nothing, write the table from what ``workdir`` holds (every asked-for baseline
+    and job must have finished)."""
     os.environ["GRAPHMM_DATA"] = str(data)  # the data configs' roots, also for the sweep's processes
     t0 = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -528,6 +534,8 @@ def run(datasets: Sequence[str], models: Sequence[str], seeds: Sequence[int], qu
         # more seeds fits only the seeds it lacks
         entry = done.setdefault(f"{ds}{' quick' if quick else ''}", {})
         missing = [s for s in seeds if not entry or any(str(s) not in r and "once" not in r for r in entry.values())]
+        if missing and table_only:
+            raise SystemExit(f"--table-only: {workdir} has no baselines of {ds} for seeds {missing}; run without it")
         if missing:
             print(f"baselines: {ds} (seeds {', '.join(map(str, missing))})", flush=True)
             fitted = baselines(ds, data, missing, quick, deterministic=not any("once" in r for r in entry.values()))
@@ -537,8 +545,17 @@ def run(datasets: Sequence[str], models: Sequence[str], seeds: Sequence[int], qu
         for method, by_seed in entry.items():
             results[ds][method] = [by_seed["once"]] if "once" in by_seed else [by_seed[str(s)] for s in seeds]
     if models:
-        sweep_dir = sweep("sweeps", datasets, models, seeds, quick, workdir, jobs)
+        sweep_dir = (workdir / "sweeps" if table_only
+                     else sweep("sweeps", datasets, models, seeds, quick, workdir, jobs))
+        if table_only and not sweep_dir.is_dir():
+            raise SystemExit(f"--table-only: {sweep_dir} does not exist; run without it")
         framework = read_sweep(sweep_dir, datasets, models, seeds)
+        if table_only:
+            wanted = [(ds, m) for m in models
+                      for ds in (ablation_datasets(m, datasets) if m in ABLATIONS else datasets)]
+            short = [f"{ds}/{m}" for ds, m in wanted if len(framework.get((ds, m), [])) < len(seeds)]
+            if short:
+                raise SystemExit(f"--table-only: unfinished or missing jobs in {sweep_dir}: {', '.join(short)}")
         for (ds, model), rs in framework.items():
             results.setdefault(ds, {})[model] = rs
     minutes = (time.perf_counter() - t0) / 60
@@ -550,11 +567,13 @@ def run(datasets: Sequence[str], models: Sequence[str], seeds: Sequence[int], qu
         cmd += " --models" + "".join(" " + m for m in models)
     if list(seeds) != ([0] if quick else [0, 1, 2]):
         cmd += " --seeds " + " ".join(map(str, seeds))
+    took = (f"from the finished runs by `{cmd} --table-only` (its training time is not this command's)"
+            if table_only else f"by `{cmd}` in {minutes:.0f} min")
     head = [
         "<!-- realdata:start -->",
         f"## Real data{' (--quick: 2 short epochs, a smoke run whose numbers mean nothing)' if quick else ''}",
         "",
-        f"Written by `{cmd}` in {minutes:.0f} min on {platform.machine()} with {os.cpu_count()} cores "
+        f"Written {took} on {platform.machine()} with {os.cpu_count()} cores "
         f"(framework jobs {jobs} at a time, one thread each); seeds {', '.join(map(str, seeds))}; "
         f"torch {torch.__version__}. Test accuracy in %, mean ± std (sample std) over seeds; deterministic "
         "methods ran once. Splits: each dataset's own test split (MNIST: 10,000 of train.npz held out; "
@@ -579,6 +598,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--workdir", type=Path, default=None,
                    help="run directories; a rerun with the same one resumes (default: multirun/realdata[-quick])")
     p.add_argument("--no-write", action="store_true", help="print the table, leave RESULTS.md alone")
+    p.add_argument("--table-only", action="store_true",
+                   help="train nothing: the table from the finished baselines and runs in --workdir")
     args = p.parse_args(argv)
     data = args.data.resolve()
     if not data.is_dir():
@@ -586,7 +607,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     datasets = args.datasets or (QUICK if args.quick else DATASETS)
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     workdir = (args.workdir or ROOT / "multirun" / ("realdata-quick" if args.quick else "realdata")).resolve()
-    section = run(datasets, args.models, seeds, args.quick, data, workdir, args.jobs)
+    section = run(datasets, args.models, seeds, args.quick, data, workdir, args.jobs, args.table_only)
     print(section)
     if not args.no_write:
         write_section("realdata", section)

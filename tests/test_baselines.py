@@ -248,3 +248,14 @@ def test_realdata_baselines_are_cached_per_seed(tmp_path, monkeypatch):
     assert "`python -m benchmarks.realdata --datasets fsdd --models --seeds 0 1`" in section
     realdata.run(["fsdd"], [], [1, 0], False, tmp_path, tmp_path, jobs=1)
     assert len(calls) == 2
+    # --table-only: the same table from what the work dir holds, and a clear refusal when
+    # a seed (or a sweep) is missing
+    table = realdata.run(["fsdd"], [], [0, 1], False, tmp_path, tmp_path, jobs=1, table_only=True)
+    assert "| fsdd | CNN | 55.00 ± 7.07 |" in table and "--table-only" in table and len(calls) == 2
+    with pytest.raises(SystemExit, match="no baselines of fsdd for seeds \\[2\\]"):
+        realdata.run(["fsdd"], [], [2], False, tmp_path, tmp_path, jobs=1, table_only=True)
+    with pytest.raises(SystemExit, match="sweeps does not exist"):
+        realdata.run(["fsdd"], ["gnn-gat"], [0], False, tmp_path, tmp_path, jobs=1, table_only=True)
+    (tmp_path / "sweeps").mkdir()
+    with pytest.raises(SystemExit, match="unfinished or missing jobs .*fsdd/gnn-gat"):
+        realdata.run(["fsdd"], ["gnn-gat"], [0], False, tmp_path, tmp_path, jobs=1, table_only=True)
