@@ -326,6 +326,8 @@ def ablation_datasets(name: str, datasets: Sequence[str]) -> list[str]:
 def sweep(name: str, datasets: Sequence[str], models: Sequence[str], seeds: Sequence[int], quick: bool,
           workdir: Path, jobs: int) -> Path:
     """Run ``python -m graphmm.train -m`` over datasets x models x seeds; returns the sweep dir.
+    A sweep that exits non-zero (a job failed) does not stop the later ones: the table
+    lists the jobs that did not finish (:func:`read_sweep`).
 
     The graph models (which differ only by ``model.conv``) run as one sweep, the others as
     one sweep over ``model=``, and each ablation (:data:`ABLATIONS`) as one sweep over the
@@ -367,7 +369,10 @@ def sweep(name: str, datasets: Sequence[str], models: Sequence[str], seeds: Sequ
         # one thread per job: jobs x threads must not oversubscribe the cores
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": path}
-        subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+        code = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+        if code:
+            print(f"sweep {group} exited with status {code}; going on (its unfinished jobs are listed in the "
+                  f"table, the errors in {sweep_dir / group / 'summary.md'})", flush=True)
     return sweep_dir
 
 
@@ -385,10 +390,11 @@ def _job_key(overrides: Sequence[str]) -> tuple[str, str, int]:
     return str(o["experiment"]), name, int(o["seed"])
 
 
-def read_sweep(sweep_dir: Path, datasets: Sequence[str], models: Sequence[str],
-               seeds: Sequence[int]) -> dict[tuple[str, str], list[Result]]:
-    """``(dataset, model) -> one result per seed`` for the jobs of this run (other runs' jobs
-    left in the folder are ignored); a job without ``metrics.json`` is an error."""
+def read_sweep(sweep_dir: Path, datasets: Sequence[str], models: Sequence[str], seeds: Sequence[int],
+               unfinished: list[str] | None = None) -> dict[tuple[str, str], list[Result]]:
+    """``(dataset, model) -> one result per finished seed`` for the jobs of this run (other
+    runs' jobs left in the folder are ignored). A job without ``metrics.json`` is an error,
+    or with ``unfinished`` given, appended to it as ``"<job dir> (<status>: <error>)"``."""
     out: dict[tuple[str, str], list[Result]] = defaultdict(list)
     seen: set[tuple[str, str, int]] = set()
     for sub in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
@@ -398,7 +404,10 @@ def read_sweep(sweep_dir: Path, datasets: Sequence[str], models: Sequence[str],
             if key[0] not in datasets or key[1] not in models or key[2] not in seeds:
                 continue
             if row["status"] != "ok":
-                raise RuntimeError(f"sweep job {job} ({row['overrides']}) has no metrics.json")
+                if unfinished is None:
+                    raise RuntimeError(f"sweep job {job} ({row['overrides']}) has no metrics.json")
+                unfinished.append(f"{job} ({row['status']}{': ' + row['error'] if row.get('error') else ''})")
+                continue
             if key in seen:
                 raise RuntimeError(f"two sweep jobs for {key} under {sweep_dir}")
             seen.add(key)
@@ -527,6 +536,7 @@ def run(datasets: Sequence[str], models: Sequence[str], seeds: Sequence[int], qu
     t0 = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, list[Result]]] = {ds: {} for ds in datasets}
+    unfinished: list[str] = []  # framework jobs that failed or stopped: listed, not fatal
     cached = workdir / "baselines.json"
     done = json.loads(cached.read_text()) if cached.exists() else {}
     for ds in datasets:
@@ -549,7 +559,7 @@ def run(datasets: Sequence[str], models: Sequence[str], seeds: Sequence[int], qu
                      else sweep("sweeps", datasets, models, seeds, quick, workdir, jobs))
         if table_only and not sweep_dir.is_dir():
             raise SystemExit(f"--table-only: {sweep_dir} does not exist; run without it")
-        framework = read_sweep(sweep_dir, datasets, models, seeds)
+        framework = read_sweep(sweep_dir, datasets, models, seeds, None if table_only else unfinished)
         if table_only:
             wanted = [(ds, m) for m in models
                       for ds in (ablation_datasets(m, datasets) if m in ABLATIONS else datasets)]
@@ -582,7 +592,10 @@ def run(datasets: Sequence[str], models: Sequence[str], seeds: Sequence[int], qu
         f"on validation accuracy; run directories and sweep summaries under `{workdir}`.",
         "",
     ]
-    return "\n".join(head + tables(results, seeds) + ["<!-- realdata:end -->"]) + "\n"
+    failed = ["", f"**Jobs that did not finish** ({len(unfinished)}; the table's `runs` column counts the "
+              "finished ones, and a rerun with the same `--workdir` retries them):", "",
+              *(f"- `{u}`" for u in unfinished)] if unfinished else []
+    return "\n".join(head + tables(results, seeds) + failed + ["<!-- realdata:end -->"]) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

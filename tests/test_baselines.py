@@ -259,3 +259,46 @@ def test_realdata_baselines_are_cached_per_seed(tmp_path, monkeypatch):
     (tmp_path / "sweeps").mkdir()
     with pytest.raises(SystemExit, match="unfinished or missing jobs .*fsdd/gnn-gat"):
         realdata.run(["fsdd"], ["gnn-gat"], [0], False, tmp_path, tmp_path, jobs=1, table_only=True)
+
+
+def test_realdata_lists_unfinished_jobs_instead_of_failing(tmp_path):
+    """A failed or killed sweep job is listed (with its error) and the others still count."""
+    import json
+
+    import yaml
+
+    from benchmarks.realdata import read_sweep
+
+    def job(name, seed, metrics=None, error=None):
+        d = tmp_path / "graph" / name
+        (d / ".hydra").mkdir(parents=True)
+        (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(
+            ["experiment=mr", "model=hetero_gnn", "model.conv=gat", f"seed={seed}"]))
+        if metrics:
+            (d / "metrics.json").write_text(json.dumps(metrics))
+        if error:
+            (d / "error.txt").write_text(error + "\nTraceback ...")
+
+    job("mr-gnn-gat-seed0", 0, {"test/acc": 0.8, "val/acc": 0.7})
+    job("mr-gnn-gat-seed1", 1, error="RuntimeError: out of memory")
+    job("mr-gnn-gat-seed2", 2)  # killed: neither file
+    with pytest.raises(RuntimeError, match="has no metrics.json"):
+        read_sweep(tmp_path, ["mr"], ["gnn-gat"], [0, 1, 2])
+    unfinished: list[str] = []
+    out = read_sweep(tmp_path, ["mr"], ["gnn-gat"], [0, 1, 2], unfinished)
+    assert [r["test/acc"] for r in out[("mr", "gnn-gat")]] == [0.8]
+    assert len(unfinished) == 2
+    assert "seed1 (failed: RuntimeError: out of memory)" in unfinished[0]
+    assert unfinished[1].endswith("seed2 (incomplete)")
+
+
+def test_realdata_section_names_the_unfinished_jobs(tmp_path, monkeypatch):
+    import benchmarks.realdata as realdata
+
+    test_realdata_lists_unfinished_jobs_instead_of_failing(tmp_path / "sweeps")
+    monkeypatch.setattr(realdata, "baselines", lambda *a, **k: {"LogReg": {"once": {"test/acc": 0.5}}})
+    monkeypatch.setattr(realdata, "sweep", lambda name, *a: tmp_path / name)
+    monkeypatch.setenv("GRAPHMM_DATA", str(tmp_path))
+    section = realdata.run(["mr"], ["gnn-gat"], [0, 1, 2], False, tmp_path, tmp_path, jobs=1)
+    assert "**Jobs that did not finish** (2;" in section
+    assert "out of memory" in section and "| mr | graph, conv=gat | 80.00 |" in section
