@@ -164,10 +164,17 @@ def _owned(value: Any) -> Any:
     return value
 
 
+#: What a small tensor costs in memory beyond its data (the tensor and storage objects,
+#: allocator rounding), counted by the memory budget: an image's patches and edges are a
+#: few kB in some 20 tensors, so their data alone would be a third of what they hold.
+TENSOR_OVERHEAD_BYTES = 1024
+
+
 def _nbytes(value: Any) -> int:
-    """Bytes of the tensors in ``value`` (nested mappings, lists and tuples)."""
+    """Bytes of the tensors in ``value`` (nested mappings, lists and tuples), each tensor
+    counted with :data:`TENSOR_OVERHEAD_BYTES` more."""
     if isinstance(value, torch.Tensor):
-        return value.numel() * value.element_size()
+        return value.numel() * value.element_size() + TENSOR_OVERHEAD_BYTES
     if isinstance(value, Mapping):
         return sum(_nbytes(v) for v in value.values())
     if isinstance(value, (list, tuple)):
@@ -199,7 +206,8 @@ class FeatureCache:
             entries; ``None`` keeps values in memory only.
         key_parts: what the values depend on besides the entry key (fingerprinted).
         memory: keep values in memory after the first load or store.
-        memory_mb: budget of the memory layer in MiB of tensor data; ``None``: unbounded.
+        memory_mb: budget of the memory layer in MiB (tensor data plus
+            :data:`TENSOR_OVERHEAD_BYTES` per tensor); ``None``: unbounded.
 
     Attributes:
         stats: counts of ``hits`` (memory or disk), ``misses`` and ``writes`` (stores).

@@ -282,6 +282,8 @@ class TrainerConf:
     strategy: str = "single"
     num_workers: int = 0
     cache_dir: Optional[str] = None
+    # MiB of cached features kept in memory besides the disk (null: no bound)
+    cache_memory_mb: Optional[float] = library_default("graphmm.graphs.MultimodalGraphBuilder.use_cache", "memory_mb")
     grad_clip: Optional[float] = 1.0
     modality_dropout: float = 0.3
     # training-time augmentation per modality (graphmm.data.augment); every setting 0: off
@@ -482,6 +484,8 @@ def _check_trainer(t: DictConfig, monitors: list[str], task_name: str) -> None:
     for key, lo, hi in (("modality_dropout", 0.0, 1.0), ("label_smoothing", 0.0, 1.0)):
         if not lo <= t[key] < hi:
             raise ConfigError(f"trainer.{key} must be in [0, 1), got {t[key]}")
+    if t.cache_memory_mb is not None and t.cache_memory_mb < 0:
+        raise ConfigError(f"trainer.cache_memory_mb must be >= 0 or null, got {t.cache_memory_mb}")
     if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:
         raise ConfigError(f"trainer.ema_decay must be in (0, 1) or null, got {t.ema_decay}")
     if t.checkpoint_every_n_steps is not None and t.checkpoint_every_n_steps < 1:

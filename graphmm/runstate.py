@@ -200,6 +200,7 @@ RESUME_SAFE_KEYS: frozenset[str] = frozenset({
     "trainer.patience",  # follows max_epochs by default; the count of epochs without progress is kept
     "trainer.num_workers",  # data order and modality dropout depend only on (seed, epoch, index)
     "trainer.cache_dir",  # cached features are the computed ones
+    "trainer.cache_memory_mb",  # how much of the cache stays in memory
     "trainer.checkpoint_every_n_steps",
     "trainer.keep_checkpoints",
     "trainer.test_missing_modalities",  # only adds test reports at the end

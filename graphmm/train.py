@@ -474,7 +474,8 @@ def prepare_data(cfg: DictConfig, out: Path, ctx: DistContext | None = None, pro
     else:
         fit_builder(builder, splits["train"], progress=progress)
     if cfg.trainer.cache_dir:
-        builder.use_cache(cfg.trainer.cache_dir)  # per-sample features reused by later epochs, runs and sweep jobs
+        # per-sample features reused by later epochs, runs and sweep jobs
+        builder.use_cache(cfg.trainer.cache_dir, memory_mb=cfg.trainer.cache_memory_mb)
     task.fit(splits, class_names)
     log.info(
         "data: %s (skipped %d: %d while reading the files, %s by the sample checks%s)",

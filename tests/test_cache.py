@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 import torch
 
-from graphmm.cache import FeatureCache, fingerprint
+from graphmm.cache import TENSOR_OVERHEAD_BYTES, FeatureCache, fingerprint
 from graphmm.data import Sample
 from graphmm.graphs import (
     AudioGraphBuilder,
@@ -96,7 +96,8 @@ def test_cache_fields_and_merge_fill_an_entry_over_time(tmp_path):
 
 
 def test_cache_memory_layer_is_bounded_and_can_live_without_disk(tmp_path):
-    cache = FeatureCache(None, key_parts="v", memory_mb=3 * 4096 / 2**20)  # room for three 4 KiB tensors
+    entry = 4096 + TENSOR_OVERHEAD_BYTES  # a 4 KiB tensor, with what the tensor object costs
+    cache = FeatureCache(None, key_parts="v", memory_mb=3 * entry / 2**20)  # room for three
     keys = [fingerprint(i) for i in range(5)]
     for k in keys[:3]:
         cache.put(k, torch.zeros(1024))
@@ -104,7 +105,7 @@ def test_cache_memory_layer_is_bounded_and_can_live_without_disk(tmp_path):
     cache.put(keys[3], torch.zeros(1024))  # drops keys[1], the least recently used
     assert keys[1] not in cache and keys[0] in cache and keys[3] in cache
     cache.put(keys[4], torch.zeros(4096))  # larger than the whole budget: not kept
-    assert keys[4] not in cache and cache._used == 3 * 4096
+    assert keys[4] not in cache and cache._used == 3 * entry
     assert cache.folder is None and sorted(cache.keys()) == sorted([keys[2], keys[0], keys[3]])
     assert repr(cache).startswith("FeatureCache(root=None, namespace=")
     with pytest.raises(ValueError, match="memory only"):
@@ -119,7 +120,8 @@ def test_cache_stores_views_compactly(tmp_path):
     cache.put(key, {"tokens": batch[3]})
     assert cache.path(key).stat().st_size < 64 * 256 * 4 // 8
     assert torch.equal(FeatureCache(tmp_path, key_parts=0).get(key)["tokens"], batch[3])
-    assert cache._used == 256 * 4 and cache.get(key)["tokens"].untyped_storage().nbytes() == 256 * 4
+    assert cache._used == 256 * 4 + TENSOR_OVERHEAD_BYTES
+    assert cache.get(key)["tokens"].untyped_storage().nbytes() == 256 * 4
 
 
 # ---------------------------------------------------------------- the builder
@@ -193,6 +195,26 @@ def test_builder_cache_hits_skip_the_feature_functions(tmp_path, monkeypatch):
     _assert_same_graph(second.batch(samples[1:4]), reference.batch(samples[1:4]))
     assert sum(built.values()) == 0
     assert second.cache_stats()["frame"] == {"hits": 3, "misses": 0, "writes": 0}
+
+
+def test_builder_cache_memory_is_bounded_and_the_disk_serves_the_rest(tmp_path, monkeypatch):
+    """``use_cache(memory_mb=...)`` bounds what each process keeps (split over the
+    modalities); entries dropped from memory are read back from disk, not rebuilt."""
+    samples = _samples()
+    reference = _builder().fit(samples)
+    builder = _builder().fit(samples).use_cache(tmp_path, memory_mb=0.0)
+    built = _count_builds(builder, monkeypatch)
+    builder.batch(samples)
+    assert all(len(c._mem) == 0 for c in builder._caches.values())  # nothing kept in memory
+    built.clear()
+    _assert_same_graph(builder.batch(samples), reference.batch(samples))
+    assert sum(built.values()) == 0
+    assert builder.cache_stats()["frame"]["hits"] == sum(s.audio is not None for s in samples)
+    bounded = _builder().fit(samples).use_cache(tmp_path, memory_mb=3.0)
+    assert {c.memory_bytes for c in bounded._caches.values()} == {2**20}  # 3 MiB over 3 modalities
+    assert all(c.memory_bytes is None for c in _builder().fit(samples).use_cache(tmp_path, memory_mb=None)._caches.values())
+    with pytest.raises(ValueError, match="memory_mb must be >= 0"):
+        builder.use_cache(tmp_path, memory_mb=-1)
 
 
 def test_builder_cache_is_invalidated_by_config_and_fitted_state(tmp_path, monkeypatch):
