@@ -484,8 +484,9 @@ def _ablation_table(results: dict[str, dict[str, list[Result]]]) -> list[str]:
         if not full:
             continue
         variants = [(a.label, methods[name]) for name, a in ABLATIONS.items() if methods.get(name)]
-        if any("wide/test_acc" in r for r in full):
-            alone = [{"val/acc": r["wide/val_acc"], "test/acc": r["wide/test_acc"]} for r in full]
+        # runs resumed by code older than the wide path's checkpointed scores lack them
+        alone = [{"val/acc": r["wide/val_acc"], "test/acc": r["wide/test_acc"]} for r in full if "wide/val_acc" in r]
+        if alone:
             variants.append(("the wide path alone (its fit in the runs above)", alone))
         if not variants:
             continue

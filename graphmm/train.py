@@ -543,7 +543,7 @@ def build_engine(
         "test": evaluation(data.splits["test"]),
     }
     ckpt_dir = out / "checkpoints"
-    extra = partial(_checkpoint_extra, to_container(cfg), builder, task)
+    extra = partial(_checkpoint_extra, to_container(cfg), builder, task, wide_metrics)
     callbacks: list[Callback] = [NonFiniteLossGuard(ckpt_dir)]
     if tcfg.ema_decay:
         callbacks.append(EMACallback(tcfg.ema_decay))
@@ -594,10 +594,13 @@ def fit_wide_path(model: torch.nn.Module, builder: MultimodalGraphBuilder, split
     return metrics
 
 
-def _checkpoint_extra(config: dict[str, Any], builder: MultimodalGraphBuilder, task: Task) -> dict[str, Any]:
+def _checkpoint_extra(config: dict[str, Any], builder: MultimodalGraphBuilder, task: Task,
+                      wide_metrics: Mapping[str, float]) -> dict[str, Any]:
     """What every checkpoint and ``best.pt`` hold besides weights: the resolved config,
-    the graph builder's and the task's state (what ``predict`` needs to rebuild the run)."""
-    return {"config": config, "builder": builder.state_dict(), **task.state_dict()}
+    the graph builder's and the task's state (what ``predict`` needs to rebuild the run),
+    and the wide path's fit scores (a resumed run loads the fit instead of redoing it)."""
+    return {"config": config, "builder": builder.state_dict(), **task.state_dict(),
+            "wide_metrics": {k: float(v) for k, v in wide_metrics.items()}}
 
 
 def _restore(
@@ -607,6 +610,9 @@ def _restore(
     first (``best.pt`` is rewritten with them), then the engine."""
     data.builder.load_state_dict(state["builder"])
     data.task.load_state_dict(state)
+    # the wide path's fit scores, for metrics.json (checkpoints from before they were kept have none)
+    wide = state.get("wide_metrics") or {}
+    engine.extra_metrics.update(wide)
     rebuild = None
     if any(k.startswith("trainer.scheduler.") for k in changes):
         # e.g. T_max following a changed max_epochs: the new schedule, at the epoch reached

@@ -263,3 +263,19 @@ def test_wide_auto_trains_end_to_end_and_predicts(make_cfg, tmp_path):
 
     predictor = load_predictor(tmp_path / "run")
     assert predictor.model.wide.fitted
+
+
+def test_a_resumed_run_reports_the_wide_fit_it_loaded(make_cfg, tmp_path):
+    """``wide/*`` (the linear model's own fit) stays in ``metrics.json`` when a run is
+    resumed from a checkpoint, where the fit is loaded rather than redone."""
+    import json
+
+    cfg = make_cfg([*TINY, "model.wide=auto", "model.wide_c=[1.0]", "model.wide_folds=3"])
+    first = train(cfg)
+    assert {"wide/val_acc", "wide/test_acc", "wide/c"} <= first.keys()
+    again = train(make_cfg([*TINY, "model.wide=auto", "model.wide_c=[1.0]", "model.wide_folds=3",
+                            "trainer.resume=last", "trainer.max_epochs=3"]))
+    assert again["epochs"] == 3
+    for key in ("wide/val_acc", "wide/test_acc", "wide/c"):
+        assert again[key] == first[key], key
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["wide/c"] == first["wide/c"]
