@@ -223,6 +223,7 @@ class ModelConf(GNNConf):
     wide_buckets: int = library_default(_CLASSIFIER, "wide_buckets")
     wide_c: List[float] = field(default_factory=lambda: list(library_default(_CLASSIFIER, "wide_c")))
     wide_folds: int = library_default(_CLASSIFIER, "wide_folds")
+    wide_weighting: List[str] = field(default_factory=lambda: list(library_default(_CLASSIFIER, "wide_weighting")))
 
 
 @dataclass

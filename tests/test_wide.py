@@ -279,3 +279,83 @@ def test_a_resumed_run_reports_the_wide_fit_it_loaded(make_cfg, tmp_path):
     for key in ("wide/val_acc", "wide/test_acc", "wide/c"):
         assert again[key] == first[key], key
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["wide/c"] == first["wide/c"]
+
+
+def _nb_reference(docs: list[list[int]], labels: np.ndarray, vocab: int) -> np.ndarray:
+    """NBSVM's log-count ratios per class (one against the rest) from binarised counts,
+    the max of their absolute values per column; a plain loop."""
+    x = np.zeros((len(docs), vocab))
+    for i, d in enumerate(docs):
+        x[i, d] = 1.0
+    ratios = []
+    for k in np.unique(labels):
+        p, q = 1 + x[labels == k].sum(0), 1 + x[labels != k].sum(0)
+        ratios.append(np.log(p / p.sum()) - np.log(q / q.sum()))
+    return np.abs(np.stack(ratios)).max(0)
+
+
+def test_nb_weighting_is_the_indicator_times_the_log_count_ratio():
+    docs, labels = _bag_of_words_problem()
+    wide = WidePath({"word": 12}, 3, {"word": "words"})
+    fit = wide.fit([(_word_graphs(docs[:80]), torch.as_tensor(labels[:80]))], [], cs=[1.0], folds=0,
+                   weightings=["nb"])
+    assert fit.weighting == wide.weighting == "nb"
+    r = _nb_reference(docs[:80], labels[:80], 12)
+    expected = np.zeros((40, 12))
+    for i, d in enumerate(docs[80:]):
+        expected[i, d] = r[d]  # a repeated token counts once
+    np.testing.assert_allclose(_dense(wide, _word_graphs(docs[80:])), expected, rtol=1e-5)
+    # two classes: r_0 = -r_1, so the scale is NBSVM's |r|
+    two = labels[:80] % 2
+    x = np.zeros((80, 12))
+    for i, d in enumerate(docs[:80]):
+        x[i, d] = 1.0
+    p, q = 1 + x[two == 1].sum(0), 1 + x[two == 0].sum(0)
+    np.testing.assert_allclose(_nb_reference(docs[:80], two, 12), np.abs(np.log(p / p.sum()) - np.log(q / q.sum())))
+
+
+def test_the_weighting_is_chosen_on_validation_and_kept_by_the_checkpoint(tmp_path):
+    docs, labels = _bag_of_words_problem(n=200, seed=3)
+    g_tr, y_tr = _word_graphs(docs[:120]), torch.as_tensor(labels[:120])
+    g_va, y_va = _word_graphs(docs[120:]), torch.as_tensor(labels[120:])
+    both = WidePath({"word": 12}, 3, {"word": "ngrams"}, buckets=31)
+    fit = both.fit([(g_tr, y_tr)], [(g_va, y_va)], cs=[0.5, 4.0], folds=0, weightings=["tfidf", "nb"])
+    assert set(fit.weighting_val_acc) == {"tfidf", "nb"}
+    for weighting in ("tfidf", "nb"):  # each weighting alone scores what the joint fit recorded for it
+        alone = WidePath({"word": 12}, 3, {"word": "ngrams"}, buckets=31)
+        single = alone.fit([(g_tr, y_tr)], [(g_va, y_va)], cs=[0.5, 4.0], folds=0, weightings=[weighting])
+        assert max(single.val_acc.values()) == pytest.approx(fit.weighting_val_acc[weighting])
+    assert fit.weighting_val_acc[fit.weighting] == max(fit.weighting_val_acc.values())
+    assert fit.val_acc[fit.c] == max(fit.weighting_val_acc.values())
+    torch.save(both.state_dict(), tmp_path / "w.pt")
+    fresh = WidePath({"word": 12}, 3, {"word": "ngrams"}, buckets=31)
+    fresh.load_state_dict(torch.load(tmp_path / "w.pt", weights_only=True))
+    assert fresh.weighting == fit.weighting
+    torch.testing.assert_close(fresh.eval()(g_va), both.eval()(g_va))
+    # a state written before the weighting existed loads as TF-IDF
+    old = {k: v for k, v in both.state_dict().items() if k != "nb"}
+    fresh.load_state_dict(old)
+    assert fresh.weighting == "tfidf"
+    with pytest.raises(ValueError, match="wide_weighting"):
+        fresh.fit([(g_tr, y_tr)], [], cs=[1.0], folds=0, weightings=["bm25"])
+
+
+def test_nb_out_of_fold_scores_take_the_ratios_of_the_folds_own_rows():
+    """No held-out label reaches its out-of-fold score: each refit's ratios come from
+    the other folds alone."""
+    docs, labels = _bag_of_words_problem(n=90, seed=2)
+    g, y = _word_graphs(docs), torch.as_tensor(labels)
+    wide = WidePath({"word": 12}, 3, {"word": "words"})
+    wide.fit([(g, y)], [], cs=[2.0], folds=3, tol=1e-10, max_iter=10_000, weightings=["nb"])
+    train_logits = wide.train()(g).detach().numpy()
+    fold = (_mix32(_row_hashes(wide.raw_block(g, 0), g.batch_size) % _HASH_MOD) % 3).numpy()
+    for f in range(3):
+        held = fold == f
+        kept = [d for d, h in zip(docs, held) if not h]
+        r = _nb_reference(kept, labels[~held], 12)
+        x = np.zeros((len(docs), 12))
+        for i, d in enumerate(docs):
+            x[i, d] = r[d]
+        ref = LogisticRegression(C=2.0, tol=1e-10, max_iter=10_000).fit(x[~held], labels[~held])
+        ours = torch.log_softmax(torch.as_tensor(train_logits[held]), -1).numpy()
+        np.testing.assert_allclose(ours, ref.predict_log_proba(x[held]), atol=2e-3)

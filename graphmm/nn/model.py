@@ -12,7 +12,7 @@ from .encoders import NodeEncoders
 from .heads import ClassificationHead
 from .hetero import CanonicalEType, HeteroGNN, as_canonical_etypes
 from .readout import TypeReadout
-from .wide import WideFit, WidePath, parse_wide
+from .wide import WIDE_WEIGHTINGS, WideFit, WidePath, parse_wide
 
 __all__ = ["GraphClassifier"]
 
@@ -75,6 +75,9 @@ class GraphClassifier(nn.Module):
             (:meth:`WidePath.fit`). Default: ``(0.25, 1.0, 4.0, 16.0, 64.0)``.
         wide_folds: Folds of the out-of-fold linear logits the GNN trains against
             (``0`` or ``1``: the fitted logits themselves). Default: ``5``.
+        wide_weighting: Weightings of the id terms' counts the fit tries beside each
+            ``C`` (``"tfidf"``, ``"nb"``: NBSVM's log-count ratios); validation picks
+            one. Default: ``("tfidf", "nb")``.
         fused: Run each GNN layer's relations as one fused computation where the conv
             allows it (see :class:`HeteroGNN`); the same function and parameters as one
             module per relation (``False``). Default: ``True``.
@@ -130,6 +133,7 @@ class GraphClassifier(nn.Module):
         wide_buckets: int = 262144,
         wide_c: Sequence[float] = (0.25, 1.0, 4.0, 16.0, 64.0),
         wide_folds: int = 5,
+        wide_weighting: Sequence[str] = ("tfidf", "nb"),
         fused: bool = True,
     ) -> None:
         super().__init__()
@@ -180,7 +184,12 @@ class GraphClassifier(nn.Module):
             raise ValueError(f"model.wide_folds must be >= 0 and model.wide_c a non-empty list of C > 0, got "
                              f"{wide_folds} and {list(wide_c)}")
         self.wide = WidePath(in_dims, num_classes, terms, buckets=wide_buckets) if terms else None
+        bad = [w for w in wide_weighting if w not in WIDE_WEIGHTINGS]
+        if bad or not wide_weighting:
+            raise ValueError(f"model.wide_weighting must be a non-empty list of {list(WIDE_WEIGHTINGS)}, got "
+                             f"{list(wide_weighting)}")
         self.wide_c, self.wide_folds = tuple(float(c) for c in wide_c), int(wide_folds)
+        self.wide_weighting = tuple(str(w) for w in wide_weighting)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -197,12 +206,12 @@ class GraphClassifier(nn.Module):
 
     def fit_wide(self, train: Iterable[tuple[dgl.DGLGraph, Tensor]],
                  val: Iterable[tuple[dgl.DGLGraph, Tensor]]) -> WideFit | None:
-        """Fit the wide path (``wide_c``, ``wide_folds``; see :meth:`WidePath.fit`) on
+        """Fit the wide path (``wide_c``, ``wide_folds``, ``wide_weighting``; see :meth:`WidePath.fit`) on
         batches ``(graph, labels)`` of the training and validation splits; ``None``
         without a wide path."""
         if self.wide is None:
             return None
-        return self.wide.fit(train, val, cs=self.wide_c, folds=self.wide_folds)
+        return self.wide.fit(train, val, cs=self.wide_c, folds=self.wide_folds, weightings=self.wide_weighting)
 
     def encode(self, g: dgl.DGLGraph) -> dict[str, Tensor]:
         """Node states after message passing, ``dict[ntype, (N_ntype, hidden)]``."""

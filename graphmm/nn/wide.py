@@ -12,8 +12,12 @@ the other folds, as in stacking.
 **Terms.** Each node type contributes one block of the row, by kind (``kind[:field]``):
 
 - ``words``: the counts of its ``token`` ids; ``ngrams``: also hashed bigrams of
-  consecutive tokens (:func:`bigram_ids`). Both are weighted as TF-IDF:
-  :math:`(1 + \log c)\,\mathrm{idf}`, then scaled to unit L2 norm per sample;
+  consecutive tokens (:func:`bigram_ids`). Both are weighted either as TF-IDF,
+  :math:`(1 + \log c)\,\mathrm{idf}` scaled to unit L2 norm per sample, or as in
+  NBSVM (Wang and Manning, 2012): the indicator :math:`1[c > 0]` times the column's
+  naive-Bayes log-count ratio :math:`|r_f|` (:func:`nb_ratio`, from the training rows
+  and their labels). :meth:`WidePath.fit` tries each weighting it is given and keeps
+  the one validation prefers;
 - ``cells:<field>``: the field of each node at its grid cell (``rc``), averaged over
   the nodes in that cell: a weight per (cell, feature), so an image's patches give a
   linear model of its pixels, as logistic regression on the raw image;
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dgl
@@ -38,13 +42,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["WIDE_KINDS", "WIDE_PRESETS", "WideFit", "WidePath", "WideTerm", "bigram_ids", "parse_wide"]
+__all__ = ["WIDE_KINDS", "WIDE_PRESETS", "WIDE_WEIGHTINGS", "WideFit", "WidePath", "WideTerm", "bigram_ids", "nb_ratio", "parse_wide"]
 
 log = logging.getLogger(__name__)
 
 #: Term kinds: the two id kinds (TF-IDF weighted) and the two dense kinds (scaled).
 WIDE_KINDS = ("words", "ngrams", "cells", "moments")
 _ID_KINDS = ("words", "ngrams")
+#: How the id kinds' counts are weighted (module docstring); :meth:`WidePath.fit` tries each one asked for.
+WIDE_WEIGHTINGS = ("tfidf", "nb")
 #: The field each kind reads when ``kind`` names none.
 _DEFAULT_FIELD = {"words": "token", "ngrams": "token", "cells": "pixels", "moments": "mel"}
 #: The node type the string shorthands (``wide="ngrams"``) refer to: the text modality's.
@@ -154,6 +160,51 @@ def bigram_ids(token: Tensor, pos: Tensor, seg: Tensor, buckets: int) -> tuple[T
     return ids, seg[:-1][linked]
 
 
+def nb_ratio(rows: Tensor, cols: Tensor, y: Tensor, width: int, alpha: float = 1.0) -> Tensor:
+    r"""The naive-Bayes log-count ratio of each column: NBSVM's feature scale.
+
+    With binarised entries :math:`\hat x_{bf} = 1[x_{bf} > 0]` and, for each class
+    :math:`k` among the labels,
+    :math:`p_{fk} = \alpha + \sum_{b: y_b = k} \hat x_{bf}` and
+    :math:`q_{fk} = \alpha + \sum_{b: y_b \neq k} \hat x_{bf}`:
+
+    .. math::
+
+        r_{fk} = \log \frac{p_{fk} / \lVert p_{\cdot k} \rVert_1}{q_{fk} / \lVert q_{\cdot k} \rVert_1},
+        \qquad \text{scale}_f = \max_k |r_{fk}|
+
+    With two classes :math:`r_{f0} = -r_{f1}`, so the scale is NBSVM's :math:`|r_f|`
+    (a linear weight absorbs the sign).
+
+    Args:
+        rows: ``(E,)`` row of each entry; one entry per (row, column).
+        cols: ``(E,)`` column of each entry, in ``[0, width)``.
+        y: ``(B,)`` integer label of each row.
+        width: Number of columns ``F``.
+        alpha: Additive smoothing. Default: ``1.0``.
+
+    Returns:
+        ``(F,)`` float64 scales.
+
+    Example:
+        >>> import torch
+        >>> from graphmm.nn.wide import nb_ratio
+        >>> # column 0 in both classes' rows alike, column 1 only in class 1's
+        >>> r = nb_ratio(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), torch.tensor([0, 1]), 2)
+        >>> bool(r[1] > r[0])
+        True
+    """
+    classes, y = torch.unique(y.long(), return_inverse=True)
+    k = len(classes)
+    present = torch.zeros(width * k, dtype=torch.float64)
+    present.index_add_(0, cols.long() * k + y[rows.long()], torch.ones(len(cols), dtype=torch.float64))
+    present = present.view(width, k)
+    p = alpha + present
+    q = alpha + (present.sum(1, keepdim=True) - present)
+    r = torch.log(p / p.sum(0)) - torch.log(q / q.sum(0))
+    return r.abs().amax(1)
+
+
 @dataclass
 class Block:
     """One term's entries of a batch: ``(B, width)`` in coordinate form, coalesced
@@ -166,9 +217,10 @@ class Block:
 
 @dataclass
 class WideFit:
-    """What :meth:`WidePath.fit` found: the chosen ``C``, validation accuracy and log
-    loss per candidate, the training accuracy of the chosen fit and of its out-of-fold
-    logits, and the rows and columns of the problem."""
+    """What :meth:`WidePath.fit` found: the chosen ``C`` and weighting, validation
+    accuracy and log loss per ``C`` of the chosen weighting, the best validation
+    accuracy of each weighting tried, the training accuracy of the chosen fit and of its
+    out-of-fold logits, and the rows and columns of the problem."""
 
     c: float
     val_acc: dict[float, float]
@@ -177,12 +229,16 @@ class WideFit:
     oof_acc: float | None
     rows: int
     cols: int
+    weighting: str = "tfidf"
+    weighting_val_acc: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         scores = ", ".join(f"C={c:g}: {a:.4f}" for c, a in self.val_acc.items())
+        tried = "".join(f"; {w} best val acc {a:.4f}" for w, a in self.weighting_val_acc.items()
+                        if len(self.weighting_val_acc) > 1)
         oof = f", out-of-fold {self.oof_acc:.4f}" if self.oof_acc is not None else ""
-        return (f"wide path: {self.rows} rows x {self.cols} columns; val acc {scores}; C={self.c:g} chosen; "
-                f"train acc {self.train_acc:.4f}{oof}")
+        return (f"wide path: {self.rows} rows x {self.cols} columns{tried}; {self.weighting} val acc {scores}; "
+                f"{self.weighting}, C={self.c:g} chosen; train acc {self.train_acc:.4f}{oof}")
 
 
 class WidePath(nn.Module):
@@ -263,10 +319,16 @@ class WidePath(nn.Module):
         self.register_buffer("column_scale", torch.zeros(0))  # idf (id kinds) or 1/std (dense kinds)
         self.register_buffer("oof_keys", torch.zeros(len(parsed), 0, dtype=torch.int64))  # sorted block hashes
         self.register_buffer("oof_logits", torch.zeros(len(parsed), 0, num_classes))
+        self.register_buffer("nb", torch.zeros((), dtype=torch.bool))  # the id kinds' weighting: NBSVM, else TF-IDF
 
     def extra_repr(self) -> str:
         return (f"terms=[{', '.join(map(str, self.terms))}], columns={int(self.widths.sum())}, "
-                f"weighted={self.weight.shape[0]}, fitted={self.fitted}")
+                f"weighted={self.weight.shape[0]}, weighting={self.weighting}, fitted={self.fitted}")
+
+    @property
+    def weighting(self) -> str:
+        """How the id kinds' counts are weighted: ``"tfidf"`` or ``"nb"`` (:data:`WIDE_WEIGHTINGS`)."""
+        return "nb" if bool(self.nb) else "tfidf"
 
     @property
     def fitted(self) -> bool:
@@ -283,6 +345,7 @@ class WidePath(nn.Module):
         for name in ("weight", "column_scale", "columns"):
             getattr(self, name).data = getattr(self, name).new_zeros(0, *getattr(self, name).shape[1:])
         self.bias.data.zero_()
+        self.nb.fill_(False)
         self.widths.zero_()
         self.grid.zero_()
         self.oof_keys = self.oof_keys.new_zeros(len(self.terms), 0)
@@ -296,6 +359,10 @@ class WidePath(nn.Module):
                 tensor = getattr(self, name)
                 tensor.data = tensor.new_zeros(state_dict[key].shape)
         super()._load_from_state_dict(state_dict, prefix, *args)
+        missing = args[2]
+        if prefix + "nb" in missing:  # fitted before the weighting was a choice: TF-IDF
+            missing.remove(prefix + "nb")
+            self.nb.fill_(False)
 
     # ------------------------------------------------------------------ features
     def _width(self, i: int, term: WideTerm, x: Tensor | None = None) -> int:
@@ -370,6 +437,8 @@ class WidePath(nn.Module):
         """The block after the fitted column scaling (and, for id kinds, TF-IDF)."""
         term = self.terms[i]
         scale = self.column_scale.to(block.vals.device)[offset + block.cols]
+        if term.sparse_ids and bool(self.nb):
+            return Block(block.rows, block.cols, scale.to(block.vals.dtype))  # 1[count > 0] * |r|
         if term.sparse_ids:
             vals = (1.0 + torch.log(block.vals)) * scale
             norm = torch.zeros(batch, device=vals.device).index_add_(0, block.rows, vals * vals).sqrt().clamp(min=1e-12)
@@ -433,18 +502,25 @@ class WidePath(nn.Module):
         folds: int = 5,
         max_iter: int = 500,
         tol: float = 1e-4,
+        weightings: Sequence[str] = ("tfidf",),
     ) -> WideFit:
         """Fit the scaling and the weights: L2 logistic regression on the training rows,
-        ``C`` from ``cs`` by validation accuracy (ties: lower validation log loss), then
-        ``folds`` refits without each fold for the out-of-fold table (``folds < 2``: none).
+        the weighting of the id kinds from ``weightings`` and ``C`` from ``cs`` by
+        validation accuracy (ties: lower validation log loss, then the earlier
+        weighting), then ``folds`` refits without each fold for the out-of-fold table
+        (``folds < 2``: none). An ``"nb"`` refit takes its ratios from its own training
+        rows, so no held-out label reaches its score.
 
         Args:
             train: Batches ``(graph, labels (B,))`` of the training split.
-            val: The same for the validation split (may be empty: the middle ``C`` is taken).
+            val: The same for the validation split (may be empty: the middle ``C`` of
+                the first weighting is taken).
             cs: Inverse regularisation strengths to try.
             folds: Folds of the out-of-fold table; a sample's fold is a hash of its content.
             max_iter: Iterations of the solver at most.
             tol: Its tolerance (scikit-learn's ``tol``).
+            weightings: Weightings of the id kinds to try (:data:`WIDE_WEIGHTINGS`); a
+                path without id terms tries the first only.
 
         Returns:
             A :class:`WideFit` summary.
@@ -452,59 +528,83 @@ class WidePath(nn.Module):
         from sklearn.base import clone
         from sklearn.linear_model import LogisticRegression
 
+        weightings = list(dict.fromkeys(str(w) for w in weightings))
+        bad = [w for w in weightings if w not in WIDE_WEIGHTINGS]
+        if bad or not weightings:
+            raise ValueError(f"model.wide_weighting: {bad or weightings} not a non-empty list of {list(WIDE_WEIGHTINGS)}")
+        if not any(t.sparse_ids for t in self.terms):
+            weightings = weightings[:1]  # the weighting only touches id kinds
         train_batches, val_batches = list(train), list(val)
         if not train_batches:
             raise ValueError("WidePath.fit: no training batches")
         self._fit_grid([g for g, _ in train_batches])
-        raw_tr = [self._raw_blocks(g) for g, _ in train_batches]
-        y_tr = torch.cat([y for _, y in train_batches]).numpy()
-        self._fit_scaling(raw_tr, [g.batch_size for g, _ in train_batches])
-        x_tr = self._matrix(raw_tr, [g.batch_size for g, _ in train_batches])
-        y_va = torch.cat([y for _, y in val_batches]).numpy() if val_batches else np.zeros(0, dtype=np.int64)
-        x_va = self._matrix([self._raw_blocks(g) for g, _ in val_batches], [g.batch_size for g, _ in val_batches])
+        (raw_tr, sizes_tr, y_tr), (raw_va, sizes_va, y_va) = self._rows(train_batches), self._rows(val_batches)
         k = self.num_classes
         if len(np.unique(y_tr)) < 2:
             raise ValueError("WidePath.fit: the training labels hold a single class; a linear model needs two")
 
-        # Only columns some training row uses can get a weight (the others stay at
-        # zero under L2), so the solver sees those alone: a text vocabulary and its
-        # bigram buckets are mostly empty. C grows along the path, each fit starting
-        # from the last (warm start). The folds start cold: started from the chosen fit,
-        # which has seen the held-out rows, a solver stopped at its tolerance keeps part
-        # of what it knew about them (out-of-fold accuracy 0.86 instead of 0.76 on MR).
-        active = np.flatnonzero(np.asarray((x_tr != 0).sum(0)).ravel())
-        x_tr_a, x_va_a = x_tr[:, active], x_va[:, active]
         clf = LogisticRegression(max_iter=max_iter, tol=tol, warm_start=True)
-
-        def solve(model: Any, x: Any, y: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
-            model.set_params(C=c).fit(x, y)
-            w_a, b_a = _as_logit_map(model, k)
-            w_full = np.zeros((x_tr.shape[1], k))
-            w_full[active] = w_a
-            return w_full, b_a
-
-        scores: dict[float, tuple[float, float]] = {}
-        fits: dict[float, tuple[np.ndarray, np.ndarray]] = {}
-        for c in sorted(float(c) for c in cs):
-            fits[c] = solve(clf, x_tr_a, y_tr, c)
-            if len(y_va):
-                logits = x_va_a @ fits[c][0][active] + fits[c][1]
-                scores[c] = (float((logits.argmax(1) == y_va).mean()), _log_loss(logits, y_va))
-        order = sorted(fits)
-        chosen = max(order, key=lambda c: (scores[c][0], -scores[c][1])) if scores else order[len(order) // 2]
+        fits, scores = self._fit_candidates(clf, raw_tr, sizes_tr, y_tr, raw_va, sizes_va, y_va, cs, weightings)
+        order = list(fits)  # weighting by weighting, C ascending: max() keeps the first of equals
+        if scores:
+            chosen = max(order, key=lambda key: (scores[key][0], -scores[key][1]))
+        else:
+            first = [key for key in order if key[0] == weightings[0]]
+            chosen = first[len(first) // 2]
+        weighting, c_chosen = chosen
+        self.nb.fill_(weighting == "nb")
+        self._fit_scaling(raw_tr, sizes_tr, y_tr)
+        x_tr = self._matrix(raw_tr, sizes_tr)
+        active = _active(x_tr)
         w, b = fits[chosen]
         with torch.no_grad():
             self.weight.data = torch.as_tensor(w[active], dtype=self.bias.dtype)
             self.columns = torch.as_tensor(active, dtype=torch.int64)
             self.bias.copy_(torch.as_tensor(b))
-        train_acc = float(((x_tr_a @ w[active] + b).argmax(1) == y_tr).mean())
+        train_acc = float(((x_tr[:, active] @ w[active] + b).argmax(1) == y_tr).mean())
         oof_acc = None
         if folds > 1:
-            oof_acc = self._fit_out_of_fold(
-                raw_tr, [g.batch_size for g, _ in train_batches], x_tr, y_tr,
-                lambda rows: solve(clone(clf).set_params(warm_start=False), x_tr_a[rows], y_tr[rows], chosen), folds)
-        return WideFit(float(chosen), {c: s[0] for c, s in scores.items()}, {c: s[1] for c, s in scores.items()},
-                       train_acc, oof_acc, x_tr.shape[0], x_tr.shape[1])
+            # cold starts: started from the chosen fit, which has seen the held-out rows, a
+            # solver stopped at its tolerance keeps part of what it knew about them
+            # (out-of-fold accuracy 0.86 instead of 0.76 on MR)
+            oof_acc = self._fit_out_of_fold(raw_tr, sizes_tr, y_tr, x_tr, clone(clf).set_params(warm_start=False),
+                                            c_chosen, folds)
+        ours = {c: s for (wt, c), s in scores.items() if wt == weighting}
+        best = {wt: max(s[0] for (w2, _), s in scores.items() if w2 == wt) for wt in weightings} if scores else {}
+        return WideFit(c_chosen, {c: s[0] for c, s in ours.items()}, {c: s[1] for c, s in ours.items()},
+                       train_acc, oof_acc, x_tr.shape[0], x_tr.shape[1], weighting, best)
+
+    def _rows(self, batches: Sequence[tuple[dgl.DGLGraph, Tensor]]) -> tuple[list[list[Block]], list[int], np.ndarray]:
+        """The raw blocks, batch sizes and labels of a split's batches."""
+        y = torch.cat([y for _, y in batches]).numpy() if batches else np.zeros(0, dtype=np.int64)
+        return [self._raw_blocks(g) for g, _ in batches], [g.batch_size for g, _ in batches], y
+
+    def _fit_candidates(self, clf: Any, raw_tr: Sequence[list[Block]], sizes_tr: Sequence[int], y_tr: np.ndarray,
+                        raw_va: Sequence[list[Block]], sizes_va: Sequence[int], y_va: np.ndarray,
+                        cs: Sequence[float], weightings: Sequence[str]) -> tuple[dict, dict]:
+        """Every (weighting, C) fit and, with validation rows, its ``(accuracy, log loss)`` there."""
+        from sklearn.base import clone
+
+        k = self.num_classes
+        scores: dict[tuple[str, float], tuple[float, float]] = {}
+        fits: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]] = {}
+        for weighting in weightings:
+            self.nb.fill_(weighting == "nb")
+            self._fit_scaling(raw_tr, sizes_tr, y_tr)
+            x_tr, x_va = self._matrix(raw_tr, sizes_tr), self._matrix(raw_va, sizes_va)
+            # Only columns some training row uses can get a weight (the others stay at
+            # zero under L2), so the solver sees those alone: a text vocabulary and its
+            # bigram buckets are mostly empty. C grows along the path, each fit starting
+            # from the last (warm start).
+            active = _active(x_tr)
+            x_tr_a, x_va_a = x_tr[:, active], x_va[:, active]
+            model = clone(clf)
+            for c in sorted(float(c) for c in cs):
+                w, b = fits[weighting, c] = _solve(model, x_tr_a, y_tr, c, active, x_tr.shape[1], k)
+                if len(y_va):
+                    logits = x_va_a @ w[active] + b
+                    scores[weighting, c] = (float((logits.argmax(1) == y_va).mean()), _log_loss(logits, y_va))
+        return fits, scores
 
     def _fit_grid(self, graphs: Sequence[dgl.DGLGraph]) -> None:
         """The cell grid of each ``cells`` term: the largest (row, col) seen, plus one."""
@@ -520,8 +620,11 @@ class WidePath(nn.Module):
     def _raw_blocks(self, g: dgl.DGLGraph) -> list[Block]:
         return [self.raw_block(g, i) for i in range(len(self.terms))]
 
-    def _fit_scaling(self, raw: Sequence[list[Block]], sizes: Sequence[int]) -> None:
-        """IDF of the id columns (smoothed, as scikit-learn's), 1/std of the dense ones."""
+    def _fit_scaling(self, raw: Sequence[list[Block]], sizes: Sequence[int], y: np.ndarray | None = None,
+                     keep: np.ndarray | None = None) -> None:
+        """The id columns' IDF (smoothed, as scikit-learn's) or, under ``nb``, their
+        :func:`nb_ratio` from the labels ``y`` of the rows in ``keep`` (default: all);
+        1/std of the dense columns."""
         n = float(sum(sizes))
         widths = [self._width(i, t) for i, t in enumerate(self.terms)]
         self.widths.copy_(torch.tensor(widths))
@@ -529,7 +632,14 @@ class WidePath(nn.Module):
         for i, (term, width) in enumerate(zip(self.terms, widths)):
             cols = torch.cat([blocks[i].cols for blocks in raw])
             vals = torch.cat([blocks[i].vals for blocks in raw]).double()
-            if term.sparse_ids:
+            if term.sparse_ids and bool(self.nb):
+                if y is None:
+                    raise ValueError("WidePath: the nb weighting needs the training labels")
+                rows = torch.cat([blocks[i].rows + start for blocks, start in zip(raw, np.cumsum([0, *sizes]))])
+                mask = torch.ones(len(rows), dtype=torch.bool) if keep is None else torch.as_tensor(keep)[rows]
+                labels = torch.as_tensor(np.asarray(y), dtype=torch.int64)
+                scales.append(nb_ratio(rows[mask], cols[mask], labels, width).float())
+            elif term.sparse_ids:
                 df = torch.bincount(cols, minlength=width).double()
                 scales.append((torch.log((1 + n) / (1 + df)) + 1).float())
             else:
@@ -560,9 +670,23 @@ class WidePath(nn.Module):
         r, c, v = (torch.cat(t).numpy() for t in (rows, cols, vals))
         return sparse.csr_matrix((v.astype(np.float64), (r, c)), shape=(start, width))
 
-    def _fit_out_of_fold(self, raw: Sequence[list[Block]], sizes: Sequence[int], x: Any, y: np.ndarray,
-                         solve: Any, folds: int) -> float:
-        """Refit without each fold; keep every training block's out-of-fold score."""
+    def _fit_fold(self, raw: Sequence[list[Block]], sizes: Sequence[int], y: np.ndarray, x: Any, model: Any,
+                  c: float, keep: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
+        """Fit ``model`` on the training rows in the mask ``keep``: ``(x, W, b)``, with ``x``
+        all training rows as that fit scales them (``nb``: the ratios of its own rows)."""
+        if bool(self.nb):
+            full = self.column_scale.clone()
+            self._fit_scaling(raw, sizes, y, keep=keep)
+            x = self._matrix(raw, sizes)
+            self.column_scale = full
+        rows = np.flatnonzero(keep)
+        cols = _active(x[rows])
+        return (x, *_solve(model, x[rows][:, cols], y[rows], c, cols, x.shape[1], self.num_classes))
+
+    def _fit_out_of_fold(self, raw: Sequence[list[Block]], sizes: Sequence[int], y: np.ndarray, x_all: Any,
+                         model: Any, c: float, folds: int) -> float:
+        """Refit (``model`` at ``C = c``, :meth:`_fit_fold`) without each fold; keep every
+        training block's out-of-fold score."""
         hashes = [torch.cat([_row_hashes(blocks[i], size) for blocks, size in zip(raw, sizes)])
                   for i in range(len(self.terms))]
         row_key = _mix32(torch.stack(hashes).sum(0) % _HASH_MOD)  # equal content, equal fold
@@ -575,7 +699,7 @@ class WidePath(nn.Module):
             held = fold == f
             if not held.any() or len(np.unique(y[~held])) < 2:
                 continue
-            w, b = solve(np.flatnonzero(~held))
+            x, w, b = self._fit_fold(raw, sizes, y, x_all, model, c, ~held)
             oof_logits[held] = x[held] @ w + b
             for i in range(len(self.terms)):
                 per_term[i, held] = x[held][:, bounds[i]:bounds[i + 1]] @ w[bounds[i]:bounds[i + 1]]
@@ -626,6 +750,21 @@ def _row_hashes(block: Block, batch: int) -> Tensor:
     total = halves[0] * (_HASH_MOD + 1) + halves[1] + 1
     present = torch.bincount(rows, minlength=batch) > 0
     return torch.where(present, total, torch.zeros_like(total))
+
+
+def _active(x: Any) -> np.ndarray:
+    """The columns of a sparse matrix with a non-zero entry."""
+    return np.flatnonzero(np.asarray((x != 0).sum(0)).ravel())
+
+
+def _solve(model: Any, x: Any, y: np.ndarray, c: float, active: np.ndarray, width: int,
+           k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fit ``model`` at ``C = c`` on the columns ``active`` of the rows; ``(W (width, k), b (k,))``."""
+    model.set_params(C=c).fit(x, y)
+    w_a, b_a = _as_logit_map(model, k)
+    w_full = np.zeros((width, k))
+    w_full[active] = w_a
+    return w_full, b_a
 
 
 def _as_logit_map(clf: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
