@@ -27,7 +27,7 @@ RESUMABLE = [
     "model.heads=2",
     "model.num_layers=1",
     "trainer.max_epochs=3",
-    "trainer.batch_size=16",
+    "trainer.batch_size=32",
     "trainer.checkpoint_every_n_steps=5",
     "trainer.keep_checkpoints=3",
     "trainer.ema_decay=0.9",
@@ -57,11 +57,11 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(reference, tmp_p
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "graphmm.train", *RESUMABLE, "trainer.progress=false", f"output_dir={out}"]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # kill once a mid-epoch checkpoint of the second epoch exists (79 steps per epoch)
+    # kill once a mid-epoch checkpoint of the second epoch exists (40 steps per epoch)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         names = [p.name for p in list_checkpoints(out / "checkpoints")]
-        if any(n.startswith("step-") and not n.endswith("-end.pt") and int(n[5:13]) >= 100 for n in names):
+        if any(n.startswith("step-") and not n.endswith("-end.pt") and int(n[5:13]) >= 50 for n in names):
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be killed"
@@ -69,7 +69,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(reference, tmp_p
     proc.wait()
     assert not (out / "metrics.json").exists()
     newest = list_checkpoints(out / "checkpoints")[0].name
-    assert not newest.endswith("-end.pt") or int(newest[5:13]) < 3 * 79
+    assert not newest.endswith("-end.pt") or int(newest[5:13]) < 3 * 40
 
     res = subprocess.run([*args, "trainer.resume=auto"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
