@@ -568,7 +568,8 @@ def build_engine(
 def fit_wide_path(model: torch.nn.Module, builder: MultimodalGraphBuilder, splits: Mapping[str, Sequence[Sample]],
                   batch_size: int, progress: bool = False) -> dict[str, float]:
     """Fit ``model``'s wide path (:meth:`graphmm.nn.GraphClassifier.fit_wide`) on the
-    training split, choosing its regularisation on the validation split; logs the fit.
+    training split, choosing its weighting and regularisation by cross-validation on the
+    training rows; logs the fit.
 
     Returns the linear model's own scores for ``metrics.json``: ``wide/c`` (the chosen
     C), ``wide/val_acc``, ``wide/test_acc`` (reported, never used to choose) and
@@ -586,7 +587,7 @@ def fit_wide_path(model: torch.nn.Module, builder: MultimodalGraphBuilder, split
     wide = model.wide.eval()
     with torch.no_grad():
         hits = [(wide(g).argmax(1) == y).sum().item() for g, y in batches("test")]
-    metrics = {"wide/c": fit.c, "wide/val_acc": fit.val_acc.get(fit.c, float("nan")),
+    metrics = {"wide/c": fit.c, "wide/val_acc": fit.val_acc if fit.val_acc is not None else float("nan"),
                "wide/test_acc": sum(hits) / max(len(splits["test"]), 1)}
     if fit.oof_acc is not None:
         metrics["wide/oof_acc"] = fit.oof_acc

@@ -85,15 +85,37 @@ def test_the_wide_path_alone_is_a_logistic_regression_at_its_optimum():
     np.testing.assert_allclose(torch.softmax(wide(g), -1).detach().numpy(), ref.predict_proba(x.numpy()), atol=1e-4)
 
 
-def test_c_is_chosen_on_validation():
+def test_without_folds_c_is_chosen_on_validation():
     docs, labels = _bag_of_words_problem(n=200, seed=1)
     g_tr, y_tr = _word_graphs(docs[:120]), torch.as_tensor(labels[:120])
     g_va, y_va = _word_graphs(docs[120:]), torch.as_tensor(labels[120:])
     wide = WidePath({"word": 12}, 3, {"word": "words"})
     fit = wide.fit([(g_tr, y_tr)], [(g_va, y_va)], cs=[1e-4, 1.0], folds=0)
-    assert set(fit.val_acc) == {1e-4, 1.0}
-    assert fit.c == max(fit.val_acc, key=lambda c: (fit.val_acc[c], -fit.val_loss[c]))
-    assert fit.val_acc[1.0] > fit.val_acc[1e-4]  # near-zero weights predict one class
+    assert fit.selected_by == "validation" and set(fit.scores) == {("tfidf", 1e-4), ("tfidf", 1.0)}
+    assert fit.scores["tfidf", 1.0] > fit.scores["tfidf", 1e-4]  # near-zero weights predict one class
+    assert fit.c == 1.0 and fit.val_acc == fit.scores["tfidf", 1.0]
+
+
+def test_c_is_chosen_by_cross_validation_on_the_training_rows():
+    """Each C's score is the accuracy of its out-of-fold predictions, as scikit-learn
+    fitted on the other folds gives them; the best is chosen, whatever validation says."""
+    docs, labels = _bag_of_words_problem(n=150, seed=4)
+    g, y = _word_graphs(docs), torch.as_tensor(labels)
+    g_va, y_va = _word_graphs(docs[:30]), torch.as_tensor((labels[:30] + 1) % 3)  # validation labels all wrong
+    wide = WidePath({"word": 12}, 3, {"word": "words"})
+    cs = [1e-3, 0.3, 30.0]
+    fit = wide.fit([(g, y)], [(g_va, y_va)], cs=cs, folds=3, tol=1e-10, max_iter=10_000)
+    assert fit.selected_by == "cross-validation"
+    x = _dense(wide, g)  # TF-IDF: the idf is fitted on all training rows, without labels
+    fold = (_mix32(_row_hashes(wide.raw_block(g, 0), g.batch_size) % _HASH_MOD) % 3).numpy()
+    for c in cs:
+        pred = np.zeros(len(labels), dtype=np.int64)
+        for f in range(3):
+            held = fold == f
+            pred[held] = LogisticRegression(C=c, tol=1e-10, max_iter=10_000).fit(x[~held], labels[~held]).predict(x[held])
+        assert fit.scores["tfidf", c] == pytest.approx((pred == labels).mean())
+    assert fit.scores["tfidf", fit.c] == max(fit.scores.values()) == fit.oof_acc
+    assert fit.val_acc is not None and fit.val_acc < 0.5  # scored, not used to choose
 
 
 def test_out_of_fold_logits_are_those_of_the_model_without_the_fold():
@@ -314,19 +336,19 @@ def test_nb_weighting_is_the_indicator_times_the_log_count_ratio():
     np.testing.assert_allclose(_nb_reference(docs[:80], two, 12), np.abs(np.log(p / p.sum()) - np.log(q / q.sum())))
 
 
-def test_the_weighting_is_chosen_on_validation_and_kept_by_the_checkpoint(tmp_path):
+def test_the_weighting_is_chosen_with_c_and_kept_by_the_checkpoint(tmp_path):
     docs, labels = _bag_of_words_problem(n=200, seed=3)
     g_tr, y_tr = _word_graphs(docs[:120]), torch.as_tensor(labels[:120])
     g_va, y_va = _word_graphs(docs[120:]), torch.as_tensor(labels[120:])
     both = WidePath({"word": 12}, 3, {"word": "ngrams"}, buckets=31)
-    fit = both.fit([(g_tr, y_tr)], [(g_va, y_va)], cs=[0.5, 4.0], folds=0, weightings=["tfidf", "nb"])
-    assert set(fit.weighting_val_acc) == {"tfidf", "nb"}
+    fit = both.fit([(g_tr, y_tr)], [(g_va, y_va)], cs=[0.5, 4.0], folds=3, weightings=["tfidf", "nb"])
+    assert {w for w, _ in fit.scores} == {"tfidf", "nb"} and both.weighting == fit.weighting
     for weighting in ("tfidf", "nb"):  # each weighting alone scores what the joint fit recorded for it
         alone = WidePath({"word": 12}, 3, {"word": "ngrams"}, buckets=31)
-        single = alone.fit([(g_tr, y_tr)], [(g_va, y_va)], cs=[0.5, 4.0], folds=0, weightings=[weighting])
-        assert max(single.val_acc.values()) == pytest.approx(fit.weighting_val_acc[weighting])
-    assert fit.weighting_val_acc[fit.weighting] == max(fit.weighting_val_acc.values())
-    assert fit.val_acc[fit.c] == max(fit.weighting_val_acc.values())
+        single = alone.fit([(g_tr, y_tr)], [(g_va, y_va)], cs=[0.5, 4.0], folds=3, weightings=[weighting])
+        for c in (0.5, 4.0):
+            assert single.scores[weighting, c] == pytest.approx(fit.scores[weighting, c])
+    assert fit.scores[fit.weighting, fit.c] == max(fit.scores.values())
     torch.save(both.state_dict(), tmp_path / "w.pt")
     fresh = WidePath({"word": 12}, 3, {"word": "ngrams"}, buckets=31)
     fresh.load_state_dict(torch.load(tmp_path / "w.pt", weights_only=True))

@@ -71,13 +71,13 @@ class GraphClassifier(nn.Module):
             ``frame`` nodes), ``"words"``/``"ngrams"`` (``word`` nodes only), or a
             mapping ``{ntype: kind}``. Default: ``None``.
         wide_buckets: Hash buckets for the wide path's bigrams. Default: ``262144``.
-        wide_c: Inverse L2 strengths the wide path's fit tries; validation picks one
-            (:meth:`WidePath.fit`). Default: ``(0.25, 1.0, 4.0, 16.0, 64.0)``.
-        wide_folds: Folds of the out-of-fold linear logits the GNN trains against
-            (``0`` or ``1``: the fitted logits themselves). Default: ``5``.
+        wide_c: Inverse L2 strengths the wide path's fit tries; cross-validation on the
+            training rows picks one (:meth:`WidePath.fit`). Default: ``(0.25, 1.0, 4.0, 16.0, 64.0)``.
+        wide_folds: Folds of that cross-validation and of the out-of-fold linear logits
+            the GNN trains against (``0`` or ``1``: none; validation picks ``C`` and the
+            GNN trains against the fitted logits themselves). Default: ``5``.
         wide_weighting: Weightings of the id terms' counts the fit tries beside each
-            ``C`` (``"tfidf"``, ``"nb"``: NBSVM's log-count ratios); validation picks
-            one. Default: ``("tfidf", "nb")``.
+            ``C`` (``"tfidf"``, ``"nb"``: NBSVM's log-count ratios), picked with it. Default: ``("tfidf", "nb")``.
         fused: Run each GNN layer's relations as one fused computation where the conv
             allows it (see :class:`HeteroGNN`); the same function and parameters as one
             module per relation (``False``). Default: ``True``.

@@ -2,8 +2,8 @@ r"""The wide path: a linear model of a sample's own node inputs, fitted to its o
 
 A :class:`WidePath` turns each sample into one sparse feature row and scores it with a
 linear map. Its :meth:`~WidePath.fit` solves the convex problem (L2 logistic
-regression, scikit-learn's ``newton-cg``), with the regularisation chosen on validation,
-before the graph model trains; the graph model then learns what this linear model
+regression, scikit-learn's ``newton-cg``), with the regularisation chosen by
+cross-validation on the training rows, before the graph model trains; the graph model then learns what this linear model
 misses (:class:`graphmm.nn.GraphClassifier` adds the two logits). Because the linear
 model would fit its own training rows almost perfectly, the graph model trains against
 *out-of-fold* linear logits: each training row is scored by the linear model fitted on
@@ -17,7 +17,7 @@ the other folds, as in stacking.
   NBSVM (Wang and Manning, 2012): the indicator :math:`1[c > 0]` times the column's
   naive-Bayes log-count ratio :math:`|r_f|` (:func:`nb_ratio`, from the training rows
   and their labels). :meth:`WidePath.fit` tries each weighting it is given and keeps
-  the one validation prefers;
+  the one cross-validation prefers;
 - ``cells:<field>``: the field of each node at its grid cell (``rc``), averaged over
   the nodes in that cell: a weight per (cell, feature), so an image's patches give a
   linear model of its pixels, as logistic regression on the raw image;
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import dgl
@@ -221,28 +221,28 @@ class Block:
 
 @dataclass
 class WideFit:
-    """What :meth:`WidePath.fit` found: the chosen ``C`` and weighting, validation
-    accuracy and log loss per ``C`` of the chosen weighting, the best validation
-    accuracy of each weighting tried, the training accuracy of the chosen fit and of its
-    out-of-fold logits, and the rows and columns of the problem."""
+    """What :meth:`WidePath.fit` found: the chosen weighting and ``C``, how each
+    candidate scored where it was chosen (``scores``: accuracy; ``selected_by``:
+    ``"cross-validation"`` on the training rows or ``"validation"``), the chosen fit's
+    validation accuracy (``None`` without validation rows), its training accuracy and
+    out-of-fold accuracy, and the rows and columns of the problem."""
 
     c: float
-    val_acc: dict[float, float]
-    val_loss: dict[float, float]
+    weighting: str
+    scores: dict[tuple[str, float], float]
+    selected_by: str
+    val_acc: float | None
     train_acc: float
     oof_acc: float | None
     rows: int
     cols: int
-    weighting: str = "tfidf"
-    weighting_val_acc: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
-        scores = ", ".join(f"C={c:g}: {a:.4f}" for c, a in self.val_acc.items())
-        tried = "".join(f"; {w} best val acc {a:.4f}" for w, a in self.weighting_val_acc.items()
-                        if len(self.weighting_val_acc) > 1)
+        tried = ", ".join(f"{w} C={c:g}: {a:.4f}" for (w, c), a in self.scores.items())
         oof = f", out-of-fold {self.oof_acc:.4f}" if self.oof_acc is not None else ""
-        return (f"wide path: {self.rows} rows x {self.cols} columns{tried}; {self.weighting} val acc {scores}; "
-                f"{self.weighting}, C={self.c:g} chosen; train acc {self.train_acc:.4f}{oof}")
+        val = f", val acc {self.val_acc:.4f}" if self.val_acc is not None else ""
+        return (f"wide path: {self.rows} rows x {self.cols} columns; {self.selected_by} acc {tried}; "
+                f"{self.weighting}, C={self.c:g} chosen; train acc {self.train_acc:.4f}{oof}{val}")
 
 
 class WidePath(nn.Module):
@@ -257,7 +257,7 @@ class WidePath(nn.Module):
         \qquad (W, a) = \arg\min_{W,a}\; C \sum_{b \in \text{train}}
         \mathrm{CE}(W^\top x_b + a,\, y_b) + \tfrac12 \lVert W \rVert^2
 
-    with :math:`C` chosen on validation (:meth:`fit`). Before :meth:`fit` the path has
+    with :math:`C` chosen by cross-validation (:meth:`fit`). Before :meth:`fit` the path has
     no columns and gives :math:`a = 0` ("no opinion"). In training mode, a block seen in
     :meth:`fit` with ``folds > 1`` contributes its out-of-fold score instead (the score
     of the model fitted without that sample's fold), so a model trained beside this path
@@ -508,19 +508,25 @@ class WidePath(nn.Module):
         tol: float = 1e-4,
         weightings: Sequence[str] = ("tfidf",),
     ) -> WideFit:
-        """Fit the scaling and the weights: L2 logistic regression on the training rows,
-        the weighting of the id kinds from ``weightings`` and ``C`` from ``cs`` by
-        validation accuracy (ties: lower validation log loss, then the earlier
-        weighting), then ``folds`` refits without each fold for the out-of-fold table
-        (``folds < 2``: none). An ``"nb"`` refit takes its ratios from its own training
-        rows, so no held-out label reaches its score.
+        """Fit the scaling and the weights: L2 logistic regression on the training rows.
+
+        Each candidate, a weighting of the id kinds from ``weightings`` and a ``C`` from
+        ``cs``, is scored by ``folds``-fold cross-validation on the training rows: the
+        accuracy of its out-of-fold predictions (ties: lower out-of-fold log loss, then
+        the earlier weighting, then the smaller ``C``). Every training row counts, so the
+        choice is steadier than on a small validation split, which the fit then only
+        scores. The chosen candidate is refitted on all training rows, and its
+        out-of-fold scores become the table the model trains against. An ``"nb"`` fold
+        takes its ratios from its own training rows: no held-out label reaches its
+        score. With ``folds < 2`` there is no table and the validation rows choose (none
+        either: the middle ``C`` of the first weighting).
 
         Args:
             train: Batches ``(graph, labels (B,))`` of the training split.
-            val: The same for the validation split (may be empty: the middle ``C`` of
-                the first weighting is taken).
+            val: The same for the validation split (may be empty).
             cs: Inverse regularisation strengths to try.
-            folds: Folds of the out-of-fold table; a sample's fold is a hash of its content.
+            folds: Folds of the cross-validation and the out-of-fold table; a sample's
+                fold is a hash of its content.
             max_iter: Iterations of the solver at most.
             tol: Its tolerance (scikit-learn's ``tol``).
             weightings: Weightings of the id kinds to try (:data:`WIDE_WEIGHTINGS`); a
@@ -543,72 +549,63 @@ class WidePath(nn.Module):
             raise ValueError("WidePath.fit: no training batches")
         self._fit_grid([g for g, _ in train_batches])
         (raw_tr, sizes_tr, y_tr), (raw_va, sizes_va, y_va) = self._rows(train_batches), self._rows(val_batches)
-        k = self.num_classes
         if len(np.unique(y_tr)) < 2:
             raise ValueError("WidePath.fit: the training labels hold a single class; a linear model needs two")
-
         clf = LogisticRegression(solver=_SOLVER, max_iter=max_iter, tol=tol, warm_start=True)
-        fits, scores = self._fit_candidates(clf, raw_tr, sizes_tr, y_tr, raw_va, sizes_va, y_va, cs, weightings)
-        order = list(fits)  # weighting by weighting, C ascending: max() keeps the first of equals
+        cs = sorted(float(c) for c in cs)
+        hashes, fold = self._folds(raw_tr, sizes_tr, max(folds, 1))
+        scores, tables = self._score_candidates(clf, (raw_tr, sizes_tr, y_tr), (raw_va, sizes_va, y_va), fold,
+                                                folds, cs, weightings)
         if scores:
-            chosen = max(order, key=lambda key: (scores[key][0], -scores[key][1]))
+            chosen = max(scores, key=lambda key: (scores[key][0], -scores[key][1]))
         else:
-            first = [key for key in order if key[0] == weightings[0]]
-            chosen = first[len(first) // 2]
-        weighting, c_chosen = chosen
+            chosen = (weightings[0], cs[len(cs) // 2])
+        weighting, c = chosen
         self.nb.fill_(weighting == "nb")
         self._fit_scaling(raw_tr, sizes_tr, y_tr)
         x_tr = self._matrix(raw_tr, sizes_tr)
         active = _active(x_tr)
-        w, b = fits[chosen]
+        w, b = _solve(clone(clf), x_tr[:, active], y_tr, c, active, x_tr.shape[1], self.num_classes)
         with torch.no_grad():
             self.weight.data = torch.as_tensor(w[active], dtype=self.bias.dtype)
             self.columns = torch.as_tensor(active, dtype=torch.int64)
             self.bias.copy_(torch.as_tensor(b))
-        train_acc = float(((x_tr[:, active] @ w[active] + b).argmax(1) == y_tr).mean())
-        oof_acc = None
-        if folds > 1:
-            # cold starts: started from the chosen fit, which has seen the held-out rows, a
-            # solver stopped at its tolerance keeps part of what it knew about them
-            # (out-of-fold accuracy 0.86 instead of 0.76 on MR)
-            oof_acc = self._fit_out_of_fold(raw_tr, sizes_tr, y_tr, x_tr, clone(clf).set_params(warm_start=False),
-                                            c_chosen, folds)
-        ours = {c: s for (wt, c), s in scores.items() if wt == weighting}
-        best = {wt: max(s[0] for (w2, _), s in scores.items() if w2 == wt) for wt in weightings} if scores else {}
-        return WideFit(c_chosen, {c: s[0] for c, s in ours.items()}, {c: s[1] for c, s in ours.items()},
-                       train_acc, oof_acc, x_tr.shape[0], x_tr.shape[1], weighting, best)
+        if chosen in tables:
+            self._store_oof(hashes, tables[chosen])
+        val_acc = _scores(self._matrix(raw_va, sizes_va) @ w + b, y_va)[0] if len(y_va) else None
+        return WideFit(c, weighting, {key: s[0] for key, s in scores.items()},
+                       "cross-validation" if folds > 1 else "validation", val_acc,
+                       _scores(x_tr @ w + b, y_tr)[0], scores[chosen][0] if chosen in tables else None,
+                       x_tr.shape[0], x_tr.shape[1])
+
+    def _score_candidates(self, clf: Any, train: tuple, val: tuple, fold: np.ndarray, folds: int,
+                          cs: Sequence[float], weightings: Sequence[str]) -> tuple[dict, dict]:
+        """``(scores, tables)``: each (weighting, C)'s ``(accuracy, log loss)`` over the
+        out-of-fold predictions (``folds > 1``; ``tables`` holds their per-term scores) or
+        else on the validation rows. ``train``, ``val``: ``(raw blocks, sizes, labels)``."""
+        from sklearn.base import clone
+
+        (raw_tr, sizes_tr, y_tr), (raw_va, sizes_va, y_va) = train, val
+        scores: dict[tuple[str, float], tuple[float, float]] = {}
+        tables: dict[tuple[str, float], np.ndarray] = {}
+        for weighting in weightings:
+            self.nb.fill_(weighting == "nb")
+            if folds > 1:
+                for c, (logits, per_term) in self._cross_validate(clf, raw_tr, sizes_tr, y_tr, fold, folds, cs).items():
+                    scores[weighting, c], tables[weighting, c] = _scores(logits, y_tr), per_term
+            elif len(y_va):
+                self._fit_scaling(raw_tr, sizes_tr, y_tr)
+                x_tr, x_va = self._matrix(raw_tr, sizes_tr), self._matrix(raw_va, sizes_va)
+                model, active = clone(clf), _active(x_tr)
+                for c in cs:  # C grows along the path, each fit starting from the last
+                    w, b = _solve(model, x_tr[:, active], y_tr, c, active, x_tr.shape[1], self.num_classes)
+                    scores[weighting, c] = _scores(x_va @ w + b, y_va)
+        return scores, tables
 
     def _rows(self, batches: Sequence[tuple[dgl.DGLGraph, Tensor]]) -> tuple[list[list[Block]], list[int], np.ndarray]:
         """The raw blocks, batch sizes and labels of a split's batches."""
         y = torch.cat([y for _, y in batches]).numpy() if batches else np.zeros(0, dtype=np.int64)
         return [self._raw_blocks(g) for g, _ in batches], [g.batch_size for g, _ in batches], y
-
-    def _fit_candidates(self, clf: Any, raw_tr: Sequence[list[Block]], sizes_tr: Sequence[int], y_tr: np.ndarray,
-                        raw_va: Sequence[list[Block]], sizes_va: Sequence[int], y_va: np.ndarray,
-                        cs: Sequence[float], weightings: Sequence[str]) -> tuple[dict, dict]:
-        """Every (weighting, C) fit and, with validation rows, its ``(accuracy, log loss)`` there."""
-        from sklearn.base import clone
-
-        k = self.num_classes
-        scores: dict[tuple[str, float], tuple[float, float]] = {}
-        fits: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]] = {}
-        for weighting in weightings:
-            self.nb.fill_(weighting == "nb")
-            self._fit_scaling(raw_tr, sizes_tr, y_tr)
-            x_tr, x_va = self._matrix(raw_tr, sizes_tr), self._matrix(raw_va, sizes_va)
-            # Only columns some training row uses can get a weight (the others stay at
-            # zero under L2), so the solver sees those alone: a text vocabulary and its
-            # bigram buckets are mostly empty. C grows along the path, each fit starting
-            # from the last (warm start).
-            active = _active(x_tr)
-            x_tr_a, x_va_a = x_tr[:, active], x_va[:, active]
-            model = clone(clf)
-            for c in sorted(float(c) for c in cs):
-                w, b = fits[weighting, c] = _solve(model, x_tr_a, y_tr, c, active, x_tr.shape[1], k)
-                if len(y_va):
-                    logits = x_va_a @ w[active] + b
-                    scores[weighting, c] = (float((logits.argmax(1) == y_va).mean()), _log_loss(logits, y_va))
-        return fits, scores
 
     def _fit_grid(self, graphs: Sequence[dgl.DGLGraph]) -> None:
         """The cell grid of each ``cells`` term: the largest (row, col) seen, plus one."""
@@ -674,41 +671,51 @@ class WidePath(nn.Module):
         r, c, v = (torch.cat(t).numpy() for t in (rows, cols, vals))
         return sparse.csr_matrix((v.astype(np.float64), (r, c)), shape=(start, width))
 
-    def _fit_fold(self, raw: Sequence[list[Block]], sizes: Sequence[int], y: np.ndarray, x: Any, model: Any,
-                  c: float, keep: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
-        """Fit ``model`` on the training rows in the mask ``keep``: ``(x, W, b)``, with ``x``
-        all training rows as that fit scales them (``nb``: the ratios of its own rows)."""
-        if bool(self.nb):
-            full = self.column_scale.clone()
-            self._fit_scaling(raw, sizes, y, keep=keep)
-            x = self._matrix(raw, sizes)
-            self.column_scale = full
-        rows = np.flatnonzero(keep)
-        cols = _active(x[rows])
-        return (x, *_solve(model, x[rows][:, cols], y[rows], c, cols, x.shape[1], self.num_classes))
-
-    def _fit_out_of_fold(self, raw: Sequence[list[Block]], sizes: Sequence[int], y: np.ndarray, x_all: Any,
-                         model: Any, c: float, folds: int) -> float:
-        """Refit (``model`` at ``C = c``, :meth:`_fit_fold`) without each fold; keep every
-        training block's out-of-fold score."""
+    def _folds(self, raw: Sequence[list[Block]], sizes: Sequence[int], folds: int) -> tuple[list[Tensor], np.ndarray]:
+        """Each term's block hashes ``(N,)`` and each row's fold: a hash of its content, so
+        that equal samples share a fold."""
         hashes = [torch.cat([_row_hashes(blocks[i], size) for blocks, size in zip(raw, sizes)])
                   for i in range(len(self.terms))]
-        row_key = _mix32(torch.stack(hashes).sum(0) % _HASH_MOD)  # equal content, equal fold
-        fold = (row_key % folds).numpy()
-        # per term, the out-of-fold score of that term's block: (terms, N, K)
-        per_term = np.zeros((len(self.terms), len(y), self.num_classes))
+        return hashes, (_mix32(torch.stack(hashes).sum(0) % _HASH_MOD) % folds).numpy()
+
+    def _cross_validate(self, clf: Any, raw: Sequence[list[Block]], sizes: Sequence[int], y: np.ndarray,
+                        fold: np.ndarray, folds: int, cs: Sequence[float]) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+        """For each ``C`` (ascending), the out-of-fold logits ``(N, K)`` under the current
+        weighting and each term's share of them ``(terms, N, K)`` (term 0 holds the fold's
+        intercept). Within a fold the fits warm-start along ``C``; each fold starts cold:
+        started from a fit that saw its held-out rows, a solver stopped at its tolerance
+        keeps part of what it knew about them."""
+        from sklearn.base import clone
+
+        n, k = len(y), self.num_classes
+        out = {c: (np.zeros((n, k)), np.zeros((len(self.terms), n, k))) for c in cs}
+        self._fit_scaling(raw, sizes, y)
         bounds = np.cumsum([0, *[int(w) for w in self.widths]])
-        oof_logits = np.zeros((len(y), self.num_classes))
+        x_all = self._matrix(raw, sizes)
         for f in range(folds):
             held = fold == f
             if not held.any() or len(np.unique(y[~held])) < 2:
                 continue
-            x, w, b = self._fit_fold(raw, sizes, y, x_all, model, c, ~held)
-            oof_logits[held] = x[held] @ w + b
-            for i in range(len(self.terms)):
-                per_term[i, held] = x[held][:, bounds[i]:bounds[i + 1]] @ w[bounds[i]:bounds[i + 1]]
-                if i == 0:
-                    per_term[i, held] += b - self.bias.detach().cpu().numpy()  # the fold's own intercept, relative to the full one
+            x = x_all
+            if bool(self.nb):  # the ratios of the fold's own training rows
+                self._fit_scaling(raw, sizes, y, keep=~held)
+                x = self._matrix(raw, sizes)
+            rows = np.flatnonzero(~held)
+            cols, x_held, model = _active(x[rows]), x[held], clone(clf)
+            for c in cs:
+                w, b = _solve(model, x[rows][:, cols], y[rows], c, cols, x.shape[1], k)
+                logits, per_term = out[c]
+                logits[held] = x_held @ w + b
+                for i in range(len(self.terms)):
+                    per_term[i, held] = x_held[:, bounds[i]:bounds[i + 1]] @ w[bounds[i]:bounds[i + 1]]
+                per_term[0, held] += b
+        return out
+
+    def _store_oof(self, hashes: Sequence[Tensor], per_term: np.ndarray) -> None:
+        """The out-of-fold table: each term's distinct blocks (by hash) and their scores,
+        term 0's relative to the fitted intercept (the forward pass adds it)."""
+        per_term = per_term.copy()
+        per_term[0] -= self.bias.detach().cpu().numpy()
         keys, logits = [], []
         for i, h in enumerate(hashes):
             present = h != 0  # a sample without this term's nodes has no block to look up
@@ -718,7 +725,6 @@ class WidePath(nn.Module):
         width = max(len(k) for k in keys)
         self.oof_keys = torch.stack([torch.cat([torch.full((width - len(k),), -1, dtype=torch.int64), k]) for k in keys])
         self.oof_logits = torch.stack([torch.cat([torch.zeros(width - len(v), self.num_classes), v]) for v in logits])
-        return float((oof_logits.argmax(1) == y).mean())
 
 
 def _coalesce(rows: Tensor, cols: Tensor, vals: Tensor, batch: int, width: int) -> Block:
@@ -783,6 +789,11 @@ def _as_logit_map(clf: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     w[:, clf.classes_] = coef.T
     b[clf.classes_] = intercept
     return w, b
+
+
+def _scores(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """``(accuracy, mean log loss)`` of logits ``(N, K)`` against labels ``(N,)``."""
+    return float((logits.argmax(1) == y).mean()), _log_loss(logits, y)
 
 
 def _log_loss(logits: np.ndarray, y: np.ndarray) -> float:
