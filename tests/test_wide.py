@@ -264,6 +264,8 @@ def test_wide_option_errors_name_the_key():
         GraphClassifier(builder.in_dims, builder.canonical_etypes, 3, wide={"patch": "pixel"})
     with pytest.raises(ValueError, match="model.wide_c"):
         GraphClassifier(builder.in_dims, builder.canonical_etypes, 3, wide="auto", wide_c=[0.0])
+    with pytest.raises(ValueError, match=r"model.wide_weighting must be .*\['tfidf', 'nb'\], got \['bm25'\]"):
+        GraphClassifier(builder.in_dims, builder.canonical_etypes, 3, wide="auto", wide_weighting=["bm25"])
     assert GraphClassifier(builder.in_dims, builder.canonical_etypes, 3).wide is None  # off by default
     assert [str(t) for t in parse_wide("auto", builder.in_dims)] == [
         "frame:moments(mel)", "patch:cells(pixels)", "word:ngrams"]

@@ -12,7 +12,7 @@ from .encoders import NodeEncoders
 from .heads import ClassificationHead
 from .hetero import CanonicalEType, HeteroGNN, as_canonical_etypes
 from .readout import TypeReadout
-from .wide import WIDE_WEIGHTINGS, WideFit, WidePath, parse_wide
+from .wide import WideFit, WidePath, check_weightings, parse_wide
 
 __all__ = ["GraphClassifier"]
 
@@ -184,12 +184,8 @@ class GraphClassifier(nn.Module):
             raise ValueError(f"model.wide_folds must be >= 0 and model.wide_c a non-empty list of C > 0, got "
                              f"{wide_folds} and {list(wide_c)}")
         self.wide = WidePath(in_dims, num_classes, terms, buckets=wide_buckets) if terms else None
-        bad = [w for w in wide_weighting if w not in WIDE_WEIGHTINGS]
-        if bad or not wide_weighting:
-            raise ValueError(f"model.wide_weighting must be a non-empty list of {list(WIDE_WEIGHTINGS)}, got "
-                             f"{list(wide_weighting)}")
         self.wide_c, self.wide_folds = tuple(float(c) for c in wide_c), int(wide_folds)
-        self.wide_weighting = tuple(str(w) for w in wide_weighting)
+        self.wide_weighting = tuple(check_weightings(wide_weighting))  # a config error before any data is read
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -3,8 +3,8 @@ r"""The wide path: a linear model of a sample's own node inputs, fitted to its o
 A :class:`WidePath` turns each sample into one sparse feature row and scores it with a
 linear map. Its :meth:`~WidePath.fit` solves the convex problem (L2 logistic
 regression, scikit-learn's ``newton-cg``), with the regularisation chosen by
-cross-validation on the training rows, before the graph model trains; the graph model then learns what this linear model
-misses (:class:`graphmm.nn.GraphClassifier` adds the two logits). Because the linear
+cross-validation on the training rows, before the graph model trains; the graph model
+then learns what this linear model misses (:class:`graphmm.nn.GraphClassifier` adds the two logits). Because the linear
 model would fit its own training rows almost perfectly, the graph model trains against
 *out-of-fold* linear logits: each training row is scored by the linear model fitted on
 the other folds, as in stacking.
@@ -42,7 +42,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["WIDE_KINDS", "WIDE_PRESETS", "WIDE_WEIGHTINGS", "WideFit", "WidePath", "WideTerm", "bigram_ids", "nb_ratio", "parse_wide"]
+__all__ = ["WIDE_KINDS", "WIDE_PRESETS", "WIDE_WEIGHTINGS", "WideFit", "WidePath", "WideTerm", "bigram_ids",
+           "check_weightings", "nb_ratio", "parse_wide"]
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,23 @@ def bigram_ids(token: Tensor, pos: Tensor, seg: Tensor, buckets: int) -> tuple[T
     linked = (seg[1:] == seg[:-1]) & (pos[1:] == pos[:-1] + 1)
     ids = (token[:-1][linked] * _BIGRAM_PRIME + token[1:][linked]) % buckets
     return ids, seg[:-1][linked]
+
+
+def check_weightings(weightings: Sequence[str]) -> list[str]:
+    """The weightings, each once and in order, checked against :data:`WIDE_WEIGHTINGS`.
+
+    Raises:
+        ValueError: An empty list or an unknown weighting, naming the accepted ones.
+
+    Example:
+        >>> check_weightings(["nb", "tfidf", "nb"])
+        ['nb', 'tfidf']
+    """
+    out = list(dict.fromkeys(str(w) for w in weightings))
+    bad = [w for w in out if w not in WIDE_WEIGHTINGS]
+    if bad or not out:
+        raise ValueError(f"model.wide_weighting must be a non-empty list of {list(WIDE_WEIGHTINGS)}, got {list(weightings)}")
+    return out
 
 
 def nb_ratio(rows: Tensor, cols: Tensor, y: Tensor, width: int, alpha: float = 1.0) -> Tensor:
@@ -538,10 +556,7 @@ class WidePath(nn.Module):
         from sklearn.base import clone
         from sklearn.linear_model import LogisticRegression
 
-        weightings = list(dict.fromkeys(str(w) for w in weightings))
-        bad = [w for w in weightings if w not in WIDE_WEIGHTINGS]
-        if bad or not weightings:
-            raise ValueError(f"model.wide_weighting: {bad or weightings} not a non-empty list of {list(WIDE_WEIGHTINGS)}")
+        weightings = check_weightings(weightings)
         if not any(t.sparse_ids for t in self.terms):
             weightings = weightings[:1]  # the weighting only touches id kinds
         train_batches, val_batches = list(train), list(val)
@@ -679,7 +694,8 @@ class WidePath(nn.Module):
         return hashes, (_mix32(torch.stack(hashes).sum(0) % _HASH_MOD) % folds).numpy()
 
     def _cross_validate(self, clf: Any, raw: Sequence[list[Block]], sizes: Sequence[int], y: np.ndarray,
-                        fold: np.ndarray, folds: int, cs: Sequence[float]) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+                        fold: np.ndarray, folds: int,
+                        cs: Sequence[float]) -> dict[float, tuple[np.ndarray, np.ndarray]]:
         """For each ``C`` (ascending), the out-of-fold logits ``(N, K)`` under the current
         weighting and each term's share of them ``(terms, N, K)`` (term 0 holds the fold's
         intercept). Within a fold the fits warm-start along ``C``; each fold starts cold:
@@ -701,9 +717,10 @@ class WidePath(nn.Module):
                 self._fit_scaling(raw, sizes, y, keep=~held)
                 x = self._matrix(raw, sizes)
             rows = np.flatnonzero(~held)
-            cols, x_held, model = _active(x[rows]), x[held], clone(clf)
+            cols = _active(x[rows])
+            x_fit, x_held, model = x[rows][:, cols], x[held], clone(clf)
             for c in cs:
-                w, b = _solve(model, x[rows][:, cols], y[rows], c, cols, x.shape[1], k)
+                w, b = _solve(model, x_fit, y[rows], c, cols, x.shape[1], k)
                 logits, per_term = out[c]
                 logits[held] = x_held @ w + b
                 for i in range(len(self.terms)):
@@ -763,7 +780,9 @@ def _row_hashes(block: Block, batch: int) -> Tensor:
 
 
 def _active(x: Any) -> np.ndarray:
-    """The columns of a sparse matrix with a non-zero entry."""
+    """The columns of a sparse matrix with a non-zero entry: the only ones a fit can
+    weight (the others stay at zero under L2), so the solver sees those alone; a text
+    vocabulary and its bigram buckets are mostly empty."""
     return np.flatnonzero(np.asarray((x != 0).sum(0)).ravel())
 
 
