@@ -253,6 +253,41 @@ def test_output_ntypes_last_layer_runs_fewer_relations(builder_and_samples, kern
     assert set(out) == set(g.ntypes)
 
 
+@pytest.mark.parametrize("outputs,one_plan", [(["word", "patch", "frame"], True), (["word", "patch"], False)],
+                         ids=["summary-dropped", "frame-dropped-too"])
+def test_last_layer_on_the_earlier_layers_plan(builder_and_samples, kernels, outputs, one_plan):
+    """The last layer's missing relations into summary nodes sum first: it runs on the
+    other layers' plan with zero weights for them (one index per batch); relations that
+    would be projected (into frames) keep a plan of the layer's own."""
+    builder, samples = builder_and_samples
+    g = builder.batch(samples[:4])
+    ref, fused = _pair(builder.canonical_etypes, "gat", {"heads": 2}, output_ntypes=outputs)
+    for dropout in (0.0, 0.5):  # with attention dropout the padded edges draw masks as well
+        for mod in fused.layers[-1].mod_dict.values():
+            mod.attn_drop.p = dropout
+        fused.train()
+        torch.manual_seed(1)
+        out = fused(g, _inputs(g))
+        assert set(out) == set(g.ntypes) and all(out[t].isfinite().all() for t in out)
+        out["word"].sum().backward()
+        assert all(p.grad is None or p.grad.isfinite().all() for p in fused.parameters())
+        fused.zero_grad()
+    for mod in fused.layers[-1].mod_dict.values():
+        mod.attn_drop.p = 0.0
+    fused.eval()
+    assert_same(ref, fused, g, _inputs(g), attention=True)
+    plans = RelationIndex.of(g)._plans
+    assert len(plans) == (1 if one_plan else 2)
+    wider = fused_mod.wider_plan(RelationIndex.of(g), g.canonical_etypes, fused.layers[-1].mod_dict,
+                                 _inputs(g)["word"])
+    assert (wider is not None) == one_plan
+    if one_plan:
+        assert [m is None for m in wider[1]] == [c[2] not in outputs for c in g.canonical_etypes]
+        # without the first layers' plan there is nothing to reuse
+        assert fused_mod.wider_plan(RelationIndex(g), g.canonical_etypes, fused.layers[-1].mod_dict,
+                                    _inputs(g)["word"]) is None
+
+
 def test_only_relations_that_sum_first(kernels):
     """Every relation goes into a type with far fewer nodes: no projected rows at all."""
     g = dgl.heterograph({("a", "to", "s"): ([0, 1, 2, 3, 5, 7], [0, 0, 1, 1, 1, 0]),

@@ -51,6 +51,10 @@ from .conv import GATLayer, GCNLayer, SumConv
 
 __all__ = ["FUSED_MAX_EDGES", "FusedKernel", "RelationIndex", "RelationPlan", "fused_forward", "fused_kernel", "has_hooks"]
 
+#: :func:`wider_plan`: the largest share of a plan's edges, and of its projected rows,
+#: that a layer's missing relations may hold for it to run on that plan.
+PAD_SHARE = 1 / 3
+
 #: Cross-relation aggregations the fused path computes (``max``/``min`` run per relation).
 FUSED_AGGREGATES: tuple[str, ...] = ("sum", "mean")
 
@@ -109,32 +113,10 @@ class RelationPlan:
     _rev_agg_graph: dgl.DGLGraph | None = None
     _layouts: dict[tuple[int, bool], AttentionLayout] = field(default_factory=dict)
     _cache: dict[str, Any] = field(default_factory=dict)
-    #: ``cet -> (E_cet,)`` each edge's place among its destination's in-edges
-    #: (:meth:`RelationIndex.in_rank`); ``None``: sort.
-    _rank: Callable[[CanonicalEType], Tensor] | None = None
 
     def workspace(self) -> Workspace:
         """This thread's :class:`Workspace` for the layers run on this plan without autograd."""
         return self._cache.setdefault(("workspace", threading.get_ident()), Workspace())
-
-    def group_rank(self) -> Tensor:
-        """Per edge, ``(E,)``: its place among the edges of its group (one relation's
-        in-edges of one node), so that with the groups' first positions the edges sort
-        by group without a comparison sort (:meth:`RelationIndex.in_rank`); a plan
-        without an index to ask sorts."""
-        if "group_rank" in self._cache:
-            return self._cache["group_rank"]
-        if self._rank is not None:
-            rank = _cat([self._rank(cet) for cet in self.rels]) if self.rels else self.src_rows.clone()
-        else:
-            order = torch.argsort(self.group_rows, stable=True)
-            counts = torch.bincount(self.group_rows, minlength=self.num_groups)
-            first = torch.cumsum(counts, 0) - counts
-            rank = torch.empty_like(self.src_rows)
-            rank[order] = torch.arange(order.shape[0], device=order.device) - first.index_select(
-                0, self.group_rows.index_select(0, order))
-        self._cache["group_rank"] = rank
-        return rank
 
     def relation_rows(self, scale: Sequence[int], shift: Sequence[int], ids: Tensor) -> Tensor:
         """``ids * scale[r] + shift[r]`` on the edges of each relation ``r``, ``(E,)``:
@@ -313,7 +295,6 @@ class RelationIndex:
         # keep the graph alive
         self._graph: Callable[[], dgl.DGLGraph | None] = weakref.ref(g) if weak else (lambda: g)
         self._edges: dict[CanonicalEType, tuple[Tensor, Tensor]] = {}
-        self._ranks: dict[CanonicalEType, Tensor] = {}
         self._plans: dict[tuple[CanonicalEType, ...], RelationPlan] = {}
 
     @classmethod
@@ -341,18 +322,9 @@ class RelationIndex:
             self._edges[cet] = self.graph.edges(etype=cet)  # in edge-id order
         return self._edges[cet]
 
-    def in_rank(self, cet: CanonicalEType) -> Tensor:
-        """Per edge of ``cet`` in edge-id order, ``(E_cet,)``: its place among the
-        in-edges of its destination, read off DGL's CSC format (made once, in C++, and
-        kept by the graph) instead of a sort."""
-        if cet not in self._ranks:
-            indptr, _, eids = self.graph.adj_tensors("csc", etype=cet)
-            n_e = eids.shape[0]
-            deg = indptr[1:] - indptr[:-1]
-            dst = torch.repeat_interleave(torch.arange(deg.shape[0], device=deg.device), deg, output_size=n_e)
-            place = torch.arange(n_e, device=deg.device) - indptr.index_select(0, dst)
-            self._ranks[cet] = torch.empty_like(place).scatter_(0, eids, place)
-        return self._ranks[cet]
+    def cached_plan(self, rels: Sequence[CanonicalEType]) -> RelationPlan | None:
+        """The :class:`RelationPlan` of ``rels`` if one was made already, else ``None``."""
+        return self._plans.get(tuple(rels))
 
     def plan(self, rels: Sequence[CanonicalEType]) -> RelationPlan:
         """The (cached) :class:`RelationPlan` of ``rels``, in this order."""
@@ -397,7 +369,6 @@ class RelationIndex:
             node_offset=node_offset, num_nodes=num_nodes, num_rows=rows, num_groups=groups, num_dst=num_dst,
             edge_offset=offsets, src_rows=src_rows, group_rows=group_rows, node_rows=node_rows,
             src_ids=src_ids, dst_ids=dst_ids, edge_counts=torch.tensor(counts, dtype=torch.int64, device=device),
-            _rank=self.in_rank,
         )
 
 
@@ -464,6 +435,43 @@ def fused_kernel(mods: Sequence[nn.Module], aggregate: str) -> FusedKernel | Non
         if ok(mods):
             return kernel
     return None
+
+
+def wider_plan(
+    index: RelationIndex, wider: Sequence[CanonicalEType], mods: Mapping[CanonicalEType, nn.Module], h0: Tensor
+) -> tuple[RelationPlan, list[nn.Module | None]] | None:
+    """Run a GAT layer that lacks modules for some relations on the plan of ``wider``,
+    a list that also holds them, made by an earlier layer: ``(plan, modules)``, with
+    ``None`` for each missing relation (zero weights; its outputs are the caller's to
+    drop), or ``None`` to index the layer's own relations instead.
+
+    The last layer of a :class:`graphmm.nn.HeteroGNN` whose readout skips some node
+    types has no modules for the relations into them. Indexing its relations anew
+    costs a second plan, layout and transposes per batch, a fixed cost of many small
+    operations; running the missing relations with zero weights costs work in
+    proportion to their edges and projected rows. The wider plan is used, on the torch
+    sparse path, where the missing relations hold at most :data:`PAD_SHARE` of its
+    edges and of its projected rows: on the usual schemas, the relations into the
+    ``summary`` nodes.
+    """
+    plan = index.cached_plan(wider)
+    if plan is None:
+        return None
+    present = [mods.get(cet) for cet in wider]
+    real = [m for m in present if m is not None]
+    if len(real) == len(present) or not real or not _gat_ok(real):
+        return None
+    layout = plan._layouts.get((real[0]._heads, _use_sparse(h0)))  # type: ignore[union-attr]
+    if layout is None or layout.projected is None:
+        return None
+    off = plan.edge_offset
+    missing = [r for r, m in enumerate(present) if m is None]
+    edges = sum(off[r + 1] - off[r] for r in missing)
+    projected = {r for pos in layout.pf_src.values() for r in pos}
+    rows = sum(plan.num_nodes[wider[r][0]] for r in missing if r in projected)
+    if edges > PAD_SHARE * off[-1] or rows > PAD_SHARE * layout.z_rows:
+        return None
+    return plan, present
 
 
 def fused_forward(
@@ -577,11 +585,19 @@ def _gat(
     A relation into a type with far fewer nodes (``word -> summary``) sums its
     sources first and projects the sums, :math:`\sum_j \alpha_{ij} W h_j =
     W \sum_j \alpha_{ij} h_j`, which skips projecting every source node.
+
+    A ``None`` module (:func:`wider_plan`) stands for a relation with zero weights,
+    whose outputs the caller drops.
     """
-    first: GATLayer = mods[0]  # type: ignore[assignment]
+    first: GATLayer = next(m for m in mods if m is not None)  # type: ignore[assignment]
     k, f, n_rel = first._heads, first._head_feats, len(mods)
+    pad = [m is None for m in mods]
+    keep = torch.tensor([not p for p in pad], dtype=first.attn_l.dtype, device=first.attn_l.device) if any(pad) else None
+    mods = [first if m is None else m for m in mods]  # a padded relation: first's shapes, zero weights below
     fcs = [_gat_fc(m) for m in mods]  # type: ignore[arg-type]
     w = torch.stack([fs.weight for fs, _ in fcs])  # (R, K F, D)
+    if keep is not None:
+        w = w * keep.view(-1, 1, 1)
     d = w.shape[-1]
     # (2 R, K, D): row k of relation r is W_r^{k T} a^k_l (then the a_r ones), so a
     # score is one product with h, without the (N, K, F) elementwise temporary. Within
@@ -589,7 +605,7 @@ def _gat(
     # from one product with its weight; the others' destination weights add B rows.
     a = torch.stack([torch.stack([m.attn_l, m.attn_r], 1) for m in mods])  # (R, K, 2, F)
     both = torch.matmul(a, w.view(n_rel, k, f, d))  # (R, K, 2, D)
-    bip = [r for r, (fs, fd) in enumerate(fcs) if fd is not fs]
+    bip = [r for r, (fs, fd) in enumerate(fcs) if fd is not fs and not pad[r]]
     rows = [both[:, :, 0], both[:, :, 1]]
     if bip:
         w_dst = torch.stack([fcs[r][1].weight for r in bip]).view(len(bip), k, f, d)
@@ -608,6 +624,8 @@ def _gat(
     head_major = layout.projected is not None
     z, raw, el, er = _gat_inputs(plan, layout, inputs, dict(zip(layout.pf_src, w_rows)), scores, f, drop, head_major)
     bias = None if first.bias is None else torch.stack([m.bias for m in mods])  # (R, K F)
+    if bias is not None and keep is not None:
+        bias = bias * keep.view(-1, 1)
     if head_major:
         # without autograd and dropout _gat_inputs made the projections node-major
         node_major = not torch.is_grad_enabled() and drop is None
@@ -1069,23 +1087,16 @@ class AttentionLayout:
 
 def _work_order(plan: RelationPlan, summed: set[int]) -> tuple[Tensor, int]:
     """The edges (positions in the plan) of the relations not in ``summed`` sorted by
-    group, then those of ``summed`` sorted by group; and how many come first. Each
-    group's first position plus each edge's :meth:`RelationPlan.group_rank`: no sort."""
+    group, then those of ``summed`` sorted by group (each group's edges in plan order);
+    and how many come first."""
     g = plan.group_rows
-    counts = torch.bincount(g, minlength=plan.num_groups)
-    if summed:
-        flags = [torch.tensor([r in summed for r in pos], device=g.device).repeat(plan.num_nodes[t])
-                 for t, pos in plan.dst_types.items()]
-        late = torch.cat(flags)
-        early, late_counts = counts.masked_fill(late, 0), counts.masked_fill(~late, 0)
-        n_early = int(early.sum())
-        first = torch.where(late, torch.cumsum(late_counts, 0).sub_(late_counts).add_(n_early),
-                            torch.cumsum(early, 0).sub_(early))
-    else:
-        n_early, first = g.shape[0], torch.cumsum(counts, 0).sub_(counts)
-    pos = first.index_select(0, g).add_(plan.group_rank())
-    order = torch.empty_like(pos).scatter_(0, pos, torch.arange(pos.shape[0], device=pos.device))
-    return order, n_early
+    if not summed:
+        return torch.argsort(g, stable=True), g.shape[0]
+    flags = [torch.tensor([r in summed for r in pos], device=g.device).repeat(plan.num_nodes[t])
+             for t, pos in plan.dst_types.items()]
+    late = torch.cat(flags).index_select(0, g)  # (E,) per edge: does its relation sum first?
+    n_late = int(late.sum())
+    return torch.argsort(g + late * plan.num_groups, stable=True), g.shape[0] - n_late
 
 
 _CSR_WARNED = False

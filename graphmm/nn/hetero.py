@@ -208,7 +208,17 @@ class RelationGraphConv(HeteroGraphConv):
             mods = [self.mod_dict[cet] for cet in rels]
             kernel = self._fused_kernel(mods)
             if kernel is not None:
-                rst, attention = kernel(mods, index.plan(rels), inputs, self.aggregate, return_attention)
+                wider = None
+                if self.skip and rels:  # on an earlier layer's plan, if that costs less
+                    wider = fused_mod.wider_plan(index, [c for c in g.canonical_etypes if c[0] in inputs
+                                                         and c[2] in inputs], self.mod_dict, inputs[rels[0][0]])
+                if wider is None:
+                    rst, attention = kernel(mods, index.plan(rels), inputs, self.aggregate, return_attention)
+                else:
+                    rst, attention = kernel(wider[1], wider[0], inputs, self.aggregate, return_attention)
+                    ends = {t for _, _, t in rels}
+                    rst = {t: x for t, x in rst.items() if t in ends}
+                    attention = {cet: a for cet, a in attention.items() if cet in self.mod_dict}
                 rst = LayerOutputs(rst, owned=rst if not torch.is_grad_enabled() else ())
                 return (rst, attention) if return_attention else rst
         outputs: dict[str, list[Tensor]] = {}
