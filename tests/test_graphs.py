@@ -161,6 +161,31 @@ def test_audio_normalisation_per_clip_and_global():
     assert torch.allclose(fresh(clip).nodes["frame"].data["mel"], b(clip).nodes["frame"].data["mel"])
 
 
+def test_audio_clip_mean_normalisation_removes_a_gain_and_keeps_the_spread():
+    torch.manual_seed(0)
+    train = [Sample(audio=torch.randn(int(n)) * a, sample_rate=8000) for n, a in zip([3000, 4000, 5000], [0.1, 0.5, 1.0])]
+    b = MultimodalGraphBuilder(text=None, image=None, cross=None, audio=AudioGraphBuilder(normalize="clip_mean"))
+    raw = [b(s).nodes["frame"].data["mel"] for s in train]  # before fit: the clip means removed only
+    assert all(torch.allclose(r.mean(0), torch.zeros(40), atol=1e-4) for r in raw)
+    assert not torch.allclose(raw[0].std(0), torch.ones(40), atol=0.1)  # unlike "clip", no per-clip scaling
+    b.fit(train)
+    mel = b.batch(train).nodes["frame"].data["mel"]
+    centred = torch.cat(raw)
+    assert torch.allclose(mel, (centred - centred.mean(0)) / centred.std(0, unbiased=False), atol=1e-3)
+    # a gain is a constant offset of the log-mel: the clip's features do not change
+    clip = torch.randn(4000) * 0.3
+    quiet, loud = (b(Sample(audio=clip * gain, sample_rate=8000)).nodes["frame"].data["mel"] for gain in (1.0, 4.0))
+    assert torch.allclose(quiet, loud, atol=1e-3)
+    glob = MultimodalGraphBuilder(text=None, image=None, cross=None, audio=AudioGraphBuilder(normalize="global")).fit(train)
+    quiet, loud = (glob(Sample(audio=clip * gain, sample_rate=8000)).nodes["frame"].data["mel"] for gain in (1.0, 4.0))
+    assert not torch.allclose(quiet, loud, atol=1e-1)
+    fresh = MultimodalGraphBuilder(text=None, image=None, cross=None, audio=AudioGraphBuilder(normalize="clip_mean"))
+    fresh.load_state_dict(b.state_dict())
+    assert torch.allclose(fresh.batch(train).nodes["frame"].data["mel"], mel)
+    with pytest.raises(ValueError, match="clip_mean"):
+        AudioGraphBuilder(normalize="cmn")
+
+
 # ---------------------------------------------------------------- cross-modal
 def test_cross_modal_relations_counts():
     b = MultimodalGraphBuilder(

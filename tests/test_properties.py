@@ -133,7 +133,7 @@ def builder_settings(draw, allow_bad: bool = True, need: str | None = None) -> d
             hop_length=draw(st.sampled_from([max(1, n_fft // 4), n_fft // 2, n_fft, n_fft + 7])),
             n_mels=draw(st.sampled_from([4, 8, 16])),
             window=draw(st.integers(0, 3)),
-            normalize=draw(st.sampled_from(["global", "clip", "none"])),
+            normalize=draw(st.sampled_from(["global", "clip", "clip_mean", "none"])),
         )
     kind = draw(st.sampled_from(["none", "true", "custom", "custom", "custom"]))
     if kind == "true":
@@ -798,7 +798,7 @@ def test_regression_zero_channel_image_is_refused():
     [torch.full((4000,), 1e30), torch.full((4000,), 1e100, dtype=torch.float64)],
     ids=["float32-1e30", "float64-1e100"],
 )
-@pytest.mark.parametrize("normalize", ["global", "clip", "none"])
+@pytest.mark.parametrize("normalize", ["global", "clip", "clip_mean", "none"])
 def test_regression_huge_audio_is_refused_not_turned_into_inf_features(audio, normalize):
     # was: a valid-looking graph whose mel features were inf or NaN
     b = MultimodalGraphBuilder(audio=AudioGraphBuilder(normalize=normalize))

@@ -11,6 +11,11 @@ import torchaudio
 from graphmm.graphs._util import segment_offsets
 from graphmm.graphtypes import EdgeDict, NodeBlock
 
+#: The log-mel normalisations of :class:`AudioGraphBuilder` (``normalize=``).
+NORMALIZATIONS = ("global", "clip", "clip_mean", "none")
+#: Those whose band statistics :meth:`AudioGraphBuilder.fit` sets from the training frames.
+_FITTED = ("global", "clip_mean")
+
 
 #: Frames per mel pass of :meth:`AudioGraphBuilder.build` (all clips of a batch together).
 MEL_CHUNK_FRAMES = 16384
@@ -29,6 +34,11 @@ class AudioGraphBuilder:
       means and deviations of the training frames, set by :meth:`fit` (identity before).
     * ``normalize="clip"``: mean and deviation of each clip's own frames (CMVN). This
       removes whatever is constant over a clip, such as a steady tone.
+    * ``normalize="clip_mean"``: each clip's own band means removed (CMN: a fixed
+      microphone or channel is a constant offset of the log-mel), then
+      :math:`(x_t - \\bar x - \\mu) / \\sigma` with the statistics of the training frames
+      so centred, set by :meth:`fit`. Unlike ``"clip"`` it keeps how much each band
+      varies within the clip.
     * ``normalize="none"``: raw log-mel.
 
     Relations: ``('frame', 'next', 'frame')``, :math:`t \\to t + d` for
@@ -45,7 +55,7 @@ class AudioGraphBuilder:
         win_length: window length (``None``: ``n_fft``).
         hop_length: hop between frames.
         window: temporal neighbours each frame links forward to; 0 switches it off.
-        normalize: ``"global"``, ``"clip"`` or ``"none"`` (see above).
+        normalize: ``"global"``, ``"clip"``, ``"clip_mean"`` or ``"none"`` (see above).
     """
 
     def __init__(
@@ -72,8 +82,8 @@ class AudioGraphBuilder:
             raise ValueError(f"win_length must be in [1, n_fft={self.n_fft}], got {win_length}")
         self.hop_length = int(hop_length)
         self.window = int(window)
-        if normalize not in ("global", "clip", "none"):
-            raise ValueError(f"normalize must be 'global', 'clip' or 'none', got {normalize!r}")
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {', '.join(map(repr, NORMALIZATIONS))}, got {normalize!r}")
         self.normalize = normalize
         self.mean: torch.Tensor | None = None  # (n_mels,), set by fit()
         self.std: torch.Tensor | None = None
@@ -194,13 +204,14 @@ class AudioGraphBuilder:
         ]
 
     def fit(self, clips: Sequence[torch.Tensor], batch_size: int = 256) -> AudioGraphBuilder:
-        """Band statistics of the training frames, for ``normalize="global"``.
+        """Band statistics of the training frames, for ``normalize="global"`` (and
+        ``"clip_mean"``, of the frames after each clip's means are removed).
 
         Args:
             clips: validated (resampled) training waveforms.
             batch_size: clips per mel pass, which bounds memory on large datasets.
         """
-        if self.normalize != "global" or not clips:
+        if self.normalize not in _FITTED or not clips:
             return self
         self.mean = self.std = None
         total = torch.zeros(self.n_mels, dtype=torch.float64)
@@ -240,14 +251,16 @@ class AudioGraphBuilder:
             wave = clips[0][None] if b == 1 else torch.nn.utils.rnn.pad_sequence(list(clips), batch_first=True)
             logmel = self._log_mel(wave)  # (B, n_mels, F_max)
             valid = torch.arange(logmel.shape[-1])[None, :] < counts[:, None]  # (B, F_max)
-            if self.normalize == "clip":
+            if self.normalize in ("clip", "clip_mean"):
                 m = valid[:, None, :].to(logmel.dtype)
                 n = m.sum(-1, keepdim=True)
                 mean = (logmel * m).sum(-1, keepdim=True) / n
-                var = ((logmel - mean) ** 2 * m).sum(-1, keepdim=True) / n
-                logmel = (logmel - mean) / (var.sqrt() + 1e-5)
+                logmel = logmel - mean
+                if self.normalize == "clip":
+                    var = (logmel**2 * m).sum(-1, keepdim=True) / n
+                    logmel = logmel / (var.sqrt() + 1e-5)
             mel = logmel.transpose(1, 2)[valid]  # (N, n_mels), clip order then time order
-            if self.normalize == "global" and self.mean is not None:
+            if self.normalize in _FITTED and self.mean is not None:
                 mel = mel.sub_(self.mean).div_(self.std)  # in place: `mel` is a fresh copy
         else:
             mel = torch.zeros(0, self.n_mels)
