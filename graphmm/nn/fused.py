@@ -265,7 +265,8 @@ class RelationIndex:
 
     Build it once per graph and hand it to every layer: the edges of each relation are
     read from the graph once, and each distinct list of relations (the last layer may
-    run fewer) gets one :class:`RelationPlan`, built on first use. :meth:`of` keeps the
+    run fewer, unless :func:`wider_plan` lets it share the others') gets one
+    :class:`RelationPlan`, built on first use. :meth:`of` keeps the
     index with the graph, so further forward passes on the same graph (evaluation, the
     steps of a benchmark) reuse it, as DGL keeps a graph's sparse formats.
 
