@@ -210,8 +210,8 @@ class RelationGraphConv(HeteroGraphConv):
             if kernel is not None:
                 wider = None
                 if self.skip and rels:  # on an earlier layer's plan, if that costs less
-                    wider = fused_mod.wider_plan(index, [c for c in g.canonical_etypes if c[0] in inputs
-                                                         and c[2] in inputs], self.mod_dict, inputs[rels[0][0]])
+                    wider = fused_mod.wider_plan(index, rels, [c for c in g.canonical_etypes if c[0] in inputs
+                                                               and c[2] in inputs], self.mod_dict, inputs[rels[0][0]])
                 if wider is None:
                     rst, attention = kernel(mods, index.plan(rels), inputs, self.aggregate, return_attention)
                 else:
