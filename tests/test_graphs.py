@@ -142,29 +142,38 @@ def test_audio_is_resampled():
     assert g.num_nodes("frame") == 30
 
 
+def _audio_only(normalize: str = "global") -> MultimodalGraphBuilder:
+    return MultimodalGraphBuilder(text=None, image=None, cross=None, audio=AudioGraphBuilder(normalize=normalize))
+
+
+def _noise_clips() -> list[Sample]:
+    """Three training clips of white noise, of different lengths and levels."""
+    return [Sample(audio=torch.randn(int(n)) * a, sample_rate=8000) for n, a in zip([3000, 4000, 5000], [0.1, 0.5, 1.0])]
+
+
 def test_audio_normalisation_per_clip_and_global():
     clip = Sample(audio=torch.randn(4000), sample_rate=8000)
-    b = MultimodalGraphBuilder(text=None, image=None, cross=None, audio=AudioGraphBuilder(normalize="clip"))
+    b = _audio_only("clip")
     assert torch.allclose(b(clip).nodes["frame"].data["mel"].mean(0), torch.zeros(40), atol=1e-4)
 
     torch.manual_seed(0)
-    train = [Sample(audio=torch.randn(int(n)) * a, sample_rate=8000) for n, a in zip([3000, 4000, 5000], [0.1, 0.5, 1.0])]
-    b = MultimodalGraphBuilder(text=None, image=None, cross=None, audio=AudioGraphBuilder(normalize="global"))
+    train = _noise_clips()
+    b = _audio_only("global")
     raw = b.batch(train).nodes["frame"].data["mel"]  # before fit: identity
     b.fit(train)
     mel = b.batch(train).nodes["frame"].data["mel"]
     assert torch.allclose(mel.mean(0), torch.zeros(40), atol=1e-4)
     assert torch.allclose(mel.std(0, unbiased=False), torch.ones(40), atol=1e-3)
     assert torch.allclose(mel, (raw - raw.mean(0)) / raw.std(0, unbiased=False), atol=1e-3)
-    fresh = MultimodalGraphBuilder(text=None, image=None, cross=None, audio=AudioGraphBuilder())
+    fresh = _audio_only()
     fresh.load_state_dict(b.state_dict())
     assert torch.allclose(fresh(clip).nodes["frame"].data["mel"], b(clip).nodes["frame"].data["mel"])
 
 
 def test_audio_clip_mean_normalisation_removes_a_gain_and_keeps_the_spread():
     torch.manual_seed(0)
-    train = [Sample(audio=torch.randn(int(n)) * a, sample_rate=8000) for n, a in zip([3000, 4000, 5000], [0.1, 0.5, 1.0])]
-    b = MultimodalGraphBuilder(text=None, image=None, cross=None, audio=AudioGraphBuilder(normalize="clip_mean"))
+    train = _noise_clips()
+    b = _audio_only("clip_mean")
     raw = [b(s).nodes["frame"].data["mel"] for s in train]  # before fit: the clip means removed only
     assert all(torch.allclose(r.mean(0), torch.zeros(40), atol=1e-4) for r in raw)
     assert not torch.allclose(raw[0].std(0), torch.ones(40), atol=0.1)  # unlike "clip", no per-clip scaling
@@ -176,10 +185,10 @@ def test_audio_clip_mean_normalisation_removes_a_gain_and_keeps_the_spread():
     clip = torch.randn(4000) * 0.3
     quiet, loud = (b(Sample(audio=clip * gain, sample_rate=8000)).nodes["frame"].data["mel"] for gain in (1.0, 4.0))
     assert torch.allclose(quiet, loud, atol=1e-3)
-    glob = MultimodalGraphBuilder(text=None, image=None, cross=None, audio=AudioGraphBuilder(normalize="global")).fit(train)
+    glob = _audio_only("global").fit(train)
     quiet, loud = (glob(Sample(audio=clip * gain, sample_rate=8000)).nodes["frame"].data["mel"] for gain in (1.0, 4.0))
     assert not torch.allclose(quiet, loud, atol=1e-1)
-    fresh = MultimodalGraphBuilder(text=None, image=None, cross=None, audio=AudioGraphBuilder(normalize="clip_mean"))
+    fresh = _audio_only("clip_mean")
     fresh.load_state_dict(b.state_dict())
     assert torch.allclose(fresh.batch(train).nodes["frame"].data["mel"], mel)
     with pytest.raises(ValueError, match="clip_mean"):

@@ -602,7 +602,9 @@ def _gat(
     first: GATLayer = next(m for m in mods if m is not None)  # type: ignore[assignment]
     k, f, n_rel = first._heads, first._head_feats, len(mods)
     pad = [m is None for m in mods]
-    keep = torch.tensor([not p for p in pad], dtype=first.attn_l.dtype, device=first.attn_l.device) if any(pad) else None
+    keep = None  # (R,) 0 for a padded relation
+    if any(pad):
+        keep = torch.tensor([not p for p in pad], dtype=first.attn_l.dtype, device=first.attn_l.device)
     mods = [first if m is None else m for m in mods]  # a padded relation: first's shapes, zero weights below
     fcs = [_gat_fc(m) for m in mods]  # type: ignore[arg-type]
     w = torch.stack([fs.weight for fs, _ in fcs])  # (R, K F, D)
