@@ -429,3 +429,32 @@ def test_image_relations_come_out_sorted_so_the_batch_need_not_sort_them(neighbo
     k = batch_src * 10**6 + batch_dst
     assert bool((k[1:] > k[:-1]).all())
     assert torch.equal(k.sort().values, key(("patch", "similar", "patch")).sort().values)
+
+
+@pytest.mark.parametrize("window", [1, 2, 4])
+def test_sequence_relations_come_out_sorted_with_the_plain_edges(window):
+    """Text ``next``/``rev_next``/``cooccur`` and audio ``next``/``rev_next`` leave their
+    builders sorted by (src, dst), so the batch needs no sort, and hold exactly the
+    pairs of the definition: same sequence, ``j - i`` in the relation's offsets."""
+    gen = torch.Generator().manual_seed(0)
+    clips = [0.1 * torch.randn(n, generator=gen) for n in (256, 256 + 128 * 5, 256 + 128 * 2, 256 + 128)]
+    audio = AudioGraphBuilder(window=window).build(clips)
+    texts = ["one two three four five", "a", "", "x y", "the cat sat on the mat again"]
+    text = TextGraphBuilder(window=window + 1).build(texts)
+
+    def plain(counts: torch.Tensor, offsets: list[int]) -> set[tuple[int, int]]:
+        out, start = set(), 0
+        for n in counts.tolist():
+            out |= {(start + i, start + i + o) for i in range(n) for o in offsets if 0 <= i + o < n}
+            start += n
+        return out
+
+    w = window
+    cases = [(audio, ("frame", "next", "frame"), range(1, w + 1)), (audio, ("frame", "rev_next", "frame"), range(-w, 0)),
+             (text, ("word", "next", "word"), [1]), (text, ("word", "rev_next", "word"), [-1]),
+             (text, ("word", "cooccur", "word"), [o for o in range(-w, w + 1) if o])]
+    for block, rel, offsets in cases:
+        src, dst = block.edges[rel]
+        k = src * 10**6 + dst
+        assert bool((k[1:] > k[:-1]).all()), rel
+        assert set(zip(src.tolist(), dst.tolist())) == plain(block.counts, list(offsets)), rel

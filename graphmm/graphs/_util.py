@@ -22,6 +22,33 @@ def segment_offsets(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return offsets, seg
 
 
+def sequence_edges(pos: torch.Tensor, length: torch.Tensor, offsets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edges ``i -> i + o`` between the elements of sequences, for each offset ``o`` of
+    ``offsets`` where the target stays in the sequence (``0 <= pos_i + o < length_i``).
+
+    Element ``i`` of the batch sits at position ``pos[i]`` of a sequence of ``length[i]``
+    elements, the sequences one after another. The ``(N, len(offsets))`` grid of
+    candidate edges is read row by row, so with ascending ``offsets`` the edges come
+    out sorted by (source, destination): the order a batch graph keeps, which then
+    needs no sort.
+
+    Shapes:
+        pos, length: ``(N,)`` -> src, dst: ``(E,)`` each.
+
+    Example:
+        >>> import torch
+        >>> pos, length = torch.tensor([0, 1, 2, 0, 1]), torch.tensor([3, 3, 3, 2, 2])
+        >>> src, dst = sequence_edges(pos, length, [-1, 1])
+        >>> src.tolist(), dst.tolist()
+        ([0, 1, 1, 2, 3, 4], [1, 0, 2, 1, 4, 3])
+    """
+    off = torch.tensor(offsets, dtype=torch.int64).reshape(1, -1)
+    target = pos.to(torch.int64).unsqueeze(1) + off
+    keep = (target >= 0) & (target < length.to(torch.int64).unsqueeze(1))  # (N, O)
+    idx = torch.arange(pos.shape[0], dtype=torch.int64).unsqueeze(1)
+    return idx.expand_as(keep)[keep], (idx + off)[keep]
+
+
 def split_block(block: NodeBlock) -> list[NodeBlock]:
     """Split a batch block into one block per sample, node ids local to each sample.
 

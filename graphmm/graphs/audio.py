@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 import torchaudio
 
-from graphmm.graphs._util import segment_offsets
+from graphmm.graphs._util import segment_offsets, sequence_edges
 from graphmm.graphtypes import EdgeDict, NodeBlock
 
 #: The log-mel normalisations of :class:`AudioGraphBuilder` (``normalize=``).
@@ -277,12 +277,10 @@ class AudioGraphBuilder:
         }
         edges: EdgeDict = {}
         if self.window:
-            idx = torch.arange(int(counts.sum()), dtype=torch.int64)
-            fwd = [idx[t + d < counts[seg]] for d in range(1, self.window + 1)]
-            src = torch.cat(fwd)
-            dst = torch.cat([f + d for d, f in enumerate(fwd, start=1)])
-            edges[("frame", "next", "frame")] = (src, dst)
-            edges[("frame", "rev_next", "frame")] = (dst, src)
+            # already in the batch's (source, destination) order: no sort
+            length = counts[seg]
+            edges[("frame", "next", "frame")] = sequence_edges(t, length, list(range(1, self.window + 1)))
+            edges[("frame", "rev_next", "frame")] = sequence_edges(t, length, list(range(-self.window, 0)))
         return NodeBlock(ntype="frame", counts=counts, data=data, edges=edges)
 
     def _log_mel(self, wave: torch.Tensor) -> torch.Tensor:

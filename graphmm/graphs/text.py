@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from graphmm.graphs._util import segment_offsets
+from graphmm.graphs._util import segment_offsets, sequence_edges
 from graphmm.graphtypes import EdgeDict, NodeBlock
 
 PAD, UNK = "<pad>", "<unk>"
@@ -211,17 +211,13 @@ class TextGraphBuilder:
         span = torch.stack([pos / n, (pos + 1) / n], dim=1)
 
         edges: EdgeDict = {}
-        idx = torch.arange(len(flat), dtype=torch.int64)
+        # each relation already in the batch's (source, destination) order: no sort
         if self.next:
-            src = idx[pos + 1 < length]
-            edges[("word", "next", "word")] = (src, src + 1)
-            edges[("word", "rev_next", "word")] = (src + 1, src)
+            edges[("word", "next", "word")] = sequence_edges(pos, length, [1])
+            edges[("word", "rev_next", "word")] = sequence_edges(pos, length, [-1])
         if self.window > 1:
-            # one pass per window offset d, each pass vectorised over all tokens
-            fwd = [idx[pos + d < length] for d in range(1, self.window)]
-            src = torch.cat([f for f in fwd]) if fwd else idx[:0]
-            dst = torch.cat([f + d for d, f in enumerate(fwd, start=1)]) if fwd else idx[:0]
-            edges[("word", "cooccur", "word")] = (torch.cat([src, dst]), torch.cat([dst, src]))
+            w = self.window
+            edges[("word", "cooccur", "word")] = sequence_edges(pos, length, [*range(1 - w, 0), *range(1, w)])
         return NodeBlock(
             ntype="word", counts=counts, data={"token": token, "pos": pos, "span": span}, edges=edges
         )

@@ -704,7 +704,10 @@ def _gat_sparse(
     n_pf = layout.n_projected
     # a node-major z (rows, K, F): the same product with columns r K + k
     mat = layout.node_major() if node_major else layout.projected
-    out = _HeadAttention.apply(z.view(-1, f), attn[:n_pf], mat, ws).view(k, plan.num_dst, f)
+    # one split, not two slices: the backward of a slice is a zero-filled tensor of
+    # the full size, that of a split one concatenation
+    attn_pf, attn_af = attn.split([n_pf, attn.shape[0] - n_pf])
+    out = _HeadAttention.apply(z.view(-1, f), attn_pf, mat, ws).view(k, plan.num_dst, f)
     biases = None if bias is None else plan.membership(bias.dtype) @ bias  # (dst types, K F): every relation's
     outs = {}
     for i, (t, part) in enumerate(zip(plan.dst_types, out.split([plan.num_nodes[t] for t in plan.dst_types], 1))):
@@ -717,7 +720,7 @@ def _gat_sparse(
             x.view(part.shape).copy_(part)
             outs[t] = x if biases is None else x.add_(biases[i])
     if layout.summed is not None:
-        sums = _HeadAttention.apply(raw, attn[n_pf:], layout.summed, ws)  # (K groups, D)
+        sums = _HeadAttention.apply(raw, attn_af, layout.summed, ws)  # (K groups, D)
         sums = sums.view(k, -1, sums.shape[1])
         sizes = [plan.num_nodes[t] * len(pos) for t, pos in layout.af_dst.items()]
         for (t, pos), x, w_t in zip(layout.af_dst.items(), sums.split(sizes, 1), af_weights):
@@ -971,12 +974,12 @@ class HeadCSR:
         """The sparse ``(K n_rows, n_cols)`` matrix (or its transpose) with values from
         ``attn (E, K)``."""
         if not transpose:
-            return _csr(self.crow, self.col, attn.t().reshape(-1), (self.heads * self.n_rows, self.n_cols))
+            return _csr(self.crow, self.col, _head_major(attn).view(-1), (self.heads * self.n_rows, self.n_cols))
         crow, col, order = self._transpose()
         values = attn.index_select(0, order)  # (E, K), edges sorted by column
         if self.col_stride:  # head-major rows again: head k's entries follow each other
-            values = values.t()
-        return _csr(crow, col, values.reshape(-1), (self.n_cols, self.heads * self.n_rows))
+            values = _head_major(values)
+        return _csr(crow, col, values.view(-1), (self.n_cols, self.heads * self.n_rows))
 
     def _transpose(self) -> tuple[Tensor, Tensor, Tensor]:
         # entry (e, k) at row cols[e] + k s, column k n + rows[e]; with s = 0 a row holds
@@ -1114,6 +1117,13 @@ def _work_order(plan: RelationPlan, summed: set[int]) -> tuple[Tensor, int]:
 _CSR_WARNED = False
 
 
+def _head_major(x: Tensor, out: Tensor | None = None) -> Tensor:
+    """``x (E, K)`` as a contiguous ``(K, E)`` tensor (into ``out`` if given). For a
+    small ``K`` stacking its columns copies several times faster than
+    ``x.t().contiguous()``, whose copy walks the narrow dimension innermost."""
+    return torch.stack(x.unbind(1), out=out)
+
+
 def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
     global _CSR_WARNED
     if not _CSR_WARNED:  # torch warns once per process that sparse CSR is in beta
@@ -1149,7 +1159,7 @@ class _HeadAttention(torch.autograd.Function):
             return _spmm(mat.matrix(attn), x.contiguous())
         # without autograd: the values and the product in reused buffers (the caller
         # copies what it keeps out of the product)
-        values = ws.get(f"values{mat.col_stride > 0}", (mat.heads, attn.shape[0]), attn).copy_(attn.t())
+        values = _head_major(attn, out=ws.get(f"values{mat.col_stride > 0}", (mat.heads, attn.shape[0]), attn))
         a = _csr(mat.crow, mat.col, values.view(-1), (mat.heads * mat.n_rows, mat.n_cols))
         out = ws.get(f"product{mat.col_stride > 0}", (a.shape[0], x.shape[1]), x)
         return torch.addmm(out, a, x.contiguous(), beta=0, out=out)
@@ -1166,7 +1176,7 @@ class _HeadAttention(torch.autograd.Function):
         grad_attn = None
         if ctx.needs_input_grad[1]:
             dots = torch.sparse.sampled_addmm(mat.matrix(attn), grad, x.contiguous().t(), beta=0.0).values()
-            grad_attn = dots.view(mat.heads, -1).t()
+            grad_attn = torch.stack(dots.view(mat.heads, -1).unbind(0), 1)  # (E, K), as _head_major's inverse
         return grad_x, grad_attn, None, None
 
 
