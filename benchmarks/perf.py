@@ -124,6 +124,21 @@ def _llc_mb() -> float | None:
     return max(mb) if mb else None
 
 
+def _cpu_model() -> str:
+    """The CPU's model name and last-level cache, as the system reports them: ratios
+    between libraries move from one CPU to another (MKL's sparse kernels, cache sizes)."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    llc = _llc_mb()
+    return f"{name}, {llc:.0f} MB last-level cache" if llc else name
+
+
 def _side_by_side(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
     """Median seconds per call of each function, calls interleaved round by round so
     that a noisy neighbour slows every method alike."""
@@ -713,7 +728,7 @@ def report(quick: bool, cons: dict[str, Any], train: list[dict[str, Any]], scale
     dgl_x, pyg_x = gps["native"] / gps["dgl"], gps["native"] / gps["pyg"]
     intro = (
         f"Written by `python -m benchmarks.perf{' --quick' if quick else ''}{threads_arg}` in one run of "
-        f"{wall / 60:.1f} min on {os.cpu_count()} CPU cores ({platform.machine()}; torch uses "
+        f"{wall / 60:.1f} min on {os.cpu_count()} CPU cores ({_cpu_model()}; torch uses "
         f"{torch.get_num_threads()} thread(s)), {_versions()}. The machine was shared with other jobs: the "
         f"1-minute load average was {load[0]:.2f} at the start and {load[1]:.2f} at the end, so absolute "
         "numbers are noisy; every comparison below was measured side by side (methods interleaved round by "

@@ -27,6 +27,23 @@ def test_default_config_composes_and_validates(make_cfg):
     assert cfg.trainer.optimizer._partial_ is True
 
 
+@pytest.mark.parametrize("overrides, wide", [
+    ([], "auto"),  # `make train`: the graph model on digits takes its data_model file
+    (["experiment=digits_image_only"], "auto"),  # the ablations of the same pair too
+    (["model.wide=null"], None),  # the command line still wins
+    (["experiment=avdigits"], None),  # other data: no such file, the schema's default
+    (["experiment=mr"], "ngrams"),  # the preset's own choice
+])
+def test_data_model_settings_follow_the_pair_of_choices(make_cfg, overrides, wide):
+    """``data_model/<data>_<model>.yaml`` applies to that pair alone."""
+    cfg = make_cfg(overrides, data_model=True)
+    validate_config(cfg)
+    assert cfg.model.wide == wide
+    if wide == "auto":  # no file for digits_transformer: nothing added
+        other = make_cfg([*overrides, "model=transformer"], data_model=True)
+        assert "wide" not in other.model or other.model.wide is None
+
+
 @pytest.mark.parametrize("experiment", _options("experiment"))
 def test_every_experiment_composes_and_validates(make_cfg, experiment):
     validate_config(make_cfg([f"experiment={experiment}"]))

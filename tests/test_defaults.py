@@ -191,7 +191,8 @@ def _commented_defaults(group: str, option: str) -> dict[str, Any]:
 
 def _composed(group: str, option: str) -> dict[str, Any]:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"{group}={option}"])
+        # without what one model changes on one dataset (data_model/): the presets' own values
+        cfg = compose(config_name="config", overrides=[f"{group}={option}", "~data_model"])
     return OmegaConf.to_container(cfg[group], resolve=False)  # type: ignore[return-value]
 
 
@@ -348,17 +349,19 @@ def test_docstring_defaults_equal_the_signature(target):
 
 
 def test_the_library_classifier_is_the_cli_model(make_cfg):
-    """``GraphClassifier(...)`` with no options is what ``python -m graphmm.train`` builds."""
+    """``GraphClassifier(...)`` with no options is what ``python -m graphmm.train`` builds,
+    plus the one option its data_model file sets on ``digits`` (``wide="auto"``)."""
     from graphmm.graphs import MultimodalGraphBuilder
     from graphmm.nn import GraphClassifier
     from graphmm.train import build_model
 
-    cfg = make_cfg()
     builder = MultimodalGraphBuilder()
-    cli = build_model(cfg.model, builder, num_classes=10)
-    lib = GraphClassifier(builder.in_dims, builder.canonical_etypes, 10)
+    cli = build_model(make_cfg(data_model=True).model, builder, num_classes=10)
+    lib = GraphClassifier(builder.in_dims, builder.canonical_etypes, 10, wide="auto")
     assert repr(cli) == repr(lib)
     assert (cli.gnn.num_layers, cli.readout.fusion) == (3, "concat")
+    other = build_model(make_cfg(["data=avdigits"], data_model=True).model, builder, num_classes=10)
+    assert repr(other) == repr(GraphClassifier(builder.in_dims, builder.canonical_etypes, 10))
 
 
 # ---------------------------------------------------------------- version

@@ -200,6 +200,24 @@ def test_bigrams_stay_within_a_sample_and_equal_a_per_sample_reference():
     assert boundary not in bi.tolist() and len(bi) == 5 + 1 + 0 + 2
 
 
+def test_a_modality_absent_from_training_gets_no_columns(caplog):
+    """``wide=auto`` on a text + image schema trained on text alone (one modality of a
+    multimodal recipe, as experiment=digits_text_only): the cells term gets an empty
+    grid and a warning, the fit runs on the words, and an image seen later adds nothing."""
+    words = ["one", "two", "three", "four"]
+    samples = [Sample(text=f"{words[i % 4]} {words[(i + 1) % 4]}", label=i % 2) for i in range(24)]
+    builder = MultimodalGraphBuilder(audio=False).fit(samples)
+    wide = WidePath(builder.in_dims, 2, parse_wide("auto", list(builder.in_dims)))
+    g, y = builder.collate(samples)
+    with caplog.at_level("WARNING", logger="graphmm.nn.wide"):
+        fit = wide.fit([(g, y)], [(g, y)], cs=[1.0], folds=0)
+    i = [t.ntype for t in wide.terms].index("patch")
+    assert wide.grid[i].tolist() == [0, 0] and "no training sample has 'patch' nodes" in caplog.text
+    assert fit.train_acc > 0.9
+    with_image = builder.batch([samples[0].replace(image=torch.rand(1, 8, 8)), samples[0]])
+    torch.testing.assert_close(wide(with_image)[0], wide(with_image)[1])
+
+
 def _multimodal_fit(folds: int = 2):
     torch.manual_seed(0)
     words = ["one", "two", "three", "four", "five", "six"]

@@ -623,14 +623,18 @@ class WidePath(nn.Module):
         return [self._raw_blocks(g) for g, _ in batches], [g.batch_size for g, _ in batches], y
 
     def _fit_grid(self, graphs: Sequence[dgl.DGLGraph]) -> None:
-        """The cell grid of each ``cells`` term: the largest (row, col) seen, plus one."""
+        """The cell grid of each ``cells`` term: the largest (row, col) seen, plus one;
+        an empty grid (no columns) where no training sample has the term's nodes, as in a
+        run on one modality of a multimodal schema."""
         for i, term in enumerate(self.terms):
             if term.kind != "cells":
                 continue
             rc = [self._field(g, term.ntype, "rc").long().reshape(-1, 2) for g in graphs if term.ntype in g.ntypes]
             rc = [r for r in rc if len(r)]
             if not rc:
-                raise ValueError(f"model.wide: no training sample has {term.ntype!r} nodes for {term}")
+                log.warning("model.wide: no training sample has %r nodes, so %s has no columns", term.ntype, term)
+                self.grid[i] = 0
+                continue
             self.grid[i] = torch.cat(rc).max(0).values + 1
 
     def _raw_blocks(self, g: dgl.DGLGraph) -> list[Block]:
