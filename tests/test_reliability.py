@@ -23,6 +23,9 @@ from graphmm.utils import atomic_write_bytes, load_checkpoint, save_checkpoint
 
 # small and quick, but with many steps per epoch so that a kill lands mid-epoch
 RESUMABLE = [
+    # the same model in the command-line runs and in make_cfg's (which leaves digits'
+    # wide path out unless told); resuming a wide fit: tests/test_wide.py
+    "model.wide=null",
     "model.hidden=16",
     "model.heads=2",
     "model.num_layers=1",

@@ -42,11 +42,15 @@ def sequence_edges(pos: torch.Tensor, length: torch.Tensor, offsets: list[int]) 
         >>> src.tolist(), dst.tolist()
         ([0, 1, 1, 2, 3, 4], [1, 0, 2, 1, 4, 3])
     """
-    off = torch.tensor(offsets, dtype=torch.int64).reshape(1, -1)
-    target = pos.to(torch.int64).unsqueeze(1) + off
-    keep = (target >= 0) & (target < length.to(torch.int64).unsqueeze(1))  # (N, O)
-    idx = torch.arange(pos.shape[0], dtype=torch.int64).unsqueeze(1)
-    return idx.expand_as(keep)[keep], (idx + off)[keep]
+    pos, length = pos.to(torch.int64), length.to(torch.int64)
+    if len(offsets) == 1:  # one mask over the elements, no (N, O) grid
+        o = offsets[0]
+        src = (((pos + o) >= 0) & ((pos + o) < length)).nonzero().squeeze(1)
+        return src, src + o
+    off = torch.tensor(offsets, dtype=torch.int64)
+    target = pos.unsqueeze(1) + off
+    rows, cols = ((target >= 0) & (target < length.unsqueeze(1))).nonzero(as_tuple=True)  # row-major
+    return rows, rows + off[cols]
 
 
 def split_block(block: NodeBlock) -> list[NodeBlock]:
