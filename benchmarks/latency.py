@@ -43,6 +43,7 @@ _PHASES = r"""
 import json, sys, time
 t0 = time.perf_counter()
 start = float(sys.argv[1])
+sys.orig_argv = [sys.executable, "-m", "graphmm", "predict"]  # the command's process, as graphmm sees it
 import graphmm.cli
 cmd = graphmm.cli._import_command("graphmm.cli.predict")
 t1 = time.perf_counter()

@@ -87,3 +87,34 @@ def test_only_a_command_that_owns_its_process_freezes_the_collector():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "True True"  # the process's own command line: frozen
+
+
+def test_runs_as_command_reads_the_interpreters_command_line():
+    from graphmm._compat import runs_as_command
+
+    assert runs_as_command(["python", "-m", "graphmm", "predict", "ckpt_path=x"])
+    assert runs_as_command(["python", "-m", "graphmm.train", "experiment=mr"])
+    assert runs_as_command(["/venv/bin/python", "/venv/bin/graphmm", "train"])
+    assert not runs_as_command(["python", "-m", "graphmmx"])
+    assert not runs_as_command(["python", "-m", "pytest", "tests"])
+    assert not runs_as_command(["python", "-c", "import graphmm"])
+    assert not runs_as_command(["python", "my_script.py"])
+    assert not runs_as_command(["python"])
+
+
+def test_importing_graphmm_freezes_the_collector_only_in_a_command_process():
+    env = {"PATH": "/usr/bin:/bin", "DGLBACKEND": "pytorch", "OMP_NUM_THREADS": "1"}
+    code = "import gc, graphmm; print(gc.isenabled(), gc.get_freeze_count())"
+    program = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert program.returncode == 0, program.stderr
+    enabled, frozen = program.stdout.split()
+    assert enabled == "True" and int(frozen) == 0  # a user's program: the collector as it was
+    # `python -m graphmm` imports the package (and DGL) before its __main__ runs
+    command = subprocess.run([sys.executable, "-m", "graphmm", "--help"], capture_output=True, text=True, env=env,
+                             timeout=300)
+    assert command.returncode == 0, command.stderr
+    probe = ("import gc, sys; sys.orig_argv = [sys.executable, '-m', 'graphmm']; import graphmm; "
+             "print(gc.isenabled(), gc.get_freeze_count())")
+    frozen_run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+    enabled, frozen = frozen_run.stdout.split()
+    assert enabled == "True" and int(frozen) > 100_000, frozen_run.stderr
