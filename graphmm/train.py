@@ -514,6 +514,9 @@ def build_engine(
     wide path gets it fitted first (``fit_wide``; a resumed run loads it instead)."""
     tcfg, builder, task = cfg.trainer, data.builder, data.task
     model = build_model(cfg.model, builder, **task.model_kwargs())
+    started = builder.init_encoders(model)  # e.g. graph.text.word_vectors
+    if started:
+        log.info("encoders of %s started from the training data's statistics", ", ".join(started))
     wide_metrics = {}
     if fit_wide and getattr(model, "wide", None) is not None:
         wide_metrics = fit_wide_path(model, builder, data.splits, tcfg.eval_batch_size, progress)

@@ -458,3 +458,99 @@ def test_sequence_relations_come_out_sorted_with_the_plain_edges(window):
         k = src * 10**6 + dst
         assert bool((k[1:] > k[:-1]).all()), rel
         assert set(zip(src.tolist(), dst.tolist())) == plain(block.counts, list(offsets)), rel
+
+
+# ---------------------------------------------------------------- word vectors
+def _reference_ppmi_vectors(docs, vocab_size, window, alpha=0.75):
+    """The definition, one pair at a time (a test oracle, not the library's way)."""
+    import numpy as np
+
+    c = np.zeros((vocab_size, vocab_size))
+    for d in docs:
+        d = d.tolist()
+        for i in range(len(d)):
+            for j in range(i + 1, min(len(d), i + window + 1)):
+                c[d[i], d[j]] += 1
+                c[d[j], d[i]] += 1
+    word, ctx = c.sum(1), c.sum(0) ** alpha
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pmi = np.log(c * ctx.sum() / np.outer(word, ctx))
+    ppmi = np.where((c > 0) & (pmi > 0), pmi, 0.0)
+    u, s, _ = np.linalg.svd(ppmi)
+    vec = u * np.sqrt(np.where(s > 1e-9 * s.max(), s, 0.0))  # the null space is arbitrary: no part of it
+    norm = np.linalg.norm(vec, axis=1, keepdims=True)
+    return np.divide(vec, norm, out=np.zeros_like(vec), where=norm > 1e-9), ppmi
+
+
+def test_ppmi_svd_vectors_follow_the_definition():
+    from graphmm.graphs.text import ppmi_svd_vectors
+
+    g = torch.Generator().manual_seed(0)
+    docs = [torch.randint(2, 9, (n,), generator=g) for n in (7, 3, 9, 1, 0, 6)]
+    vec = ppmi_svd_vectors(docs, vocab_size=9, dim=9, window=2)
+    ref, ppmi = _reference_ppmi_vectors(docs, 9, 2)
+    assert vec.shape == (9, 9) and vec.dtype == torch.float32
+    # at full rank the cosine similarities are the reference's (signs of the SVD aside)
+    torch.testing.assert_close(vec @ vec.T, torch.from_numpy(ref @ ref.T).float(), atol=1e-4, rtol=1e-4)
+    assert vec[:2].abs().sum() == 0  # ids 0 and 1 never occur: zero rows
+    # truncated: fewer columns, more than the vocabulary pads with zeros
+    assert ppmi_svd_vectors(docs, 9, dim=3, window=2).shape == (9, 3)
+    wide = ppmi_svd_vectors(docs, 9, dim=12, window=2)
+    assert wide.shape == (9, 12) and wide[:, 9:].abs().sum() == 0
+    assert ppmi_svd_vectors([torch.tensor([], dtype=torch.int64)], 4, dim=2).abs().sum() == 0
+    with pytest.raises(ValueError, match="dim >= 1"):
+        ppmi_svd_vectors(docs, 9, dim=0)
+
+
+def test_word_vectors_are_fitted_on_training_text_and_start_the_word_embedding(tmp_path):
+    from graphmm.nn import GraphClassifier
+
+    train = ["the cat sat on the mat", "the dog sat on the rug", "a car drove down the road",
+             "a bus drove down the street", "the cat ate", "the dog ate"] * 3
+    text = TextGraphBuilder(word_vectors=8, vector_window=2)
+    builder = MultimodalGraphBuilder(text=text, image=None, audio=None).fit([Sample(text=t) for t in train])
+    vec, stoi = text.vectors, text.vocab.stoi
+    assert vec.shape == (len(text.vocab), 8)
+    cos = vec @ vec.T
+    # words of the same contexts are nearer than words of others
+    assert cos[stoi["cat"], stoi["dog"]] > cos[stoi["cat"], stoi["car"]]
+    assert cos[stoi["car"], stoi["bus"]] > cos[stoi["car"], stoi["dog"]]
+    # refitting on other text replaces them; the state (with the vectors) survives a safe load
+    torch.save(builder.state_dict(), tmp_path / "b.pt")
+    again = MultimodalGraphBuilder(text=TextGraphBuilder(word_vectors=8, vector_window=2), image=None, audio=None)
+    again.load_state_dict(torch.load(tmp_path / "b.pt", weights_only=True))
+    assert torch.equal(again.builders["text"].vectors, vec)
+
+    torch.manual_seed(0)
+    model = GraphClassifier(builder.in_dims, builder.canonical_etypes, 2, hidden=16)
+    before = model.encoders.types["word"].embed.weight.detach().clone()
+    assert builder.init_encoders(model) == ["word"]
+    weight = model.encoders.types["word"].embed.weight.detach()
+    cat = stoi["cat"]
+    torch.testing.assert_close(weight[cat, :8], vec[cat] * 8 ** 0.5)
+    assert torch.equal(weight[cat, 8:], before[cat, 8:])  # columns beyond the vectors keep their start
+    assert torch.equal(weight[0], before[0])  # <pad> has no vector: untouched
+    # without word vectors nothing changes
+    plain = MultimodalGraphBuilder(image=None, audio=None).fit([Sample(text=t) for t in train])
+    assert plain.builders["text"].vectors is None and plain.init_encoders(model) == []
+    with pytest.raises(ValueError, match="word vectors must be"):
+        model.encoders.types["word"].load_vectors(torch.zeros(3, 8))
+    with pytest.raises(ValueError, match="word_vectors must be >= 0"):
+        TextGraphBuilder(word_vectors=-1)
+
+
+def test_train_starts_the_word_embedding_from_word_vectors(make_cfg, tmp_path, caplog):
+    import logging
+
+    from graphmm.train import train
+
+    cfg = make_cfg(["debug=fast", "model.hidden=16", "model.heads=2", "model.num_layers=1", "graph.image=null",
+                    "graph.audio=null", "graph.text.word_vectors=8"])
+    with caplog.at_level(logging.INFO, logger="graphmm.train"):
+        metrics = train(cfg)
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    assert "encoders of word started from the training data's statistics" in caplog.text
+    from graphmm.utils import load_checkpoint
+
+    ckpt = load_checkpoint(next((tmp_path).rglob("best.pt")))
+    assert ckpt["builder"]["text"]["vectors"].shape[1] == 8

@@ -233,6 +233,27 @@ class MultimodalGraphBuilder:
         self._open_caches()  # the fitted state is part of the cache key
         return self
 
+    def init_encoders(self, model: torch.nn.Module) -> list[str]:
+        """Start the model's node encoders from what :meth:`fit` learned, where a
+        modality builder can (its optional ``init_encoder(encoder) -> bool``, true when
+        it changed the encoder; e.g. the text builder's PPMI-SVD word vectors,
+        ``graph.text.word_vectors``).
+
+        Args:
+            model: A model with :class:`~graphmm.nn.NodeEncoders` as ``model.encoders``
+                (any other model is left as it is).
+
+        Returns:
+            The node types whose encoder a builder started.
+        """
+        encoders = getattr(getattr(model, "encoders", None), "types", None)
+        done = []
+        for nt, b in zip(self.node_types_of_modalities, self.builders.values()):
+            init = getattr(b, "init_encoder", None)
+            if callable(init) and encoders is not None and nt in encoders and init(encoders[nt]):
+                done.append(nt)
+        return done
+
     def state_dict(self) -> dict[str, Any]:
         """Fitted state as plain Python types (safe for ``torch.load(weights_only=True)``).
 

@@ -10,6 +10,7 @@ from itertools import islice
 from typing import Any
 
 import torch
+from torch import nn
 
 from graphmm.graphs._util import segment_offsets, sequence_edges
 from graphmm.graphtypes import EdgeDict, NodeBlock
@@ -81,6 +82,80 @@ class Vocab:
         return f"Vocab(size={len(self)})"
 
 
+def ppmi_svd_vectors(
+    docs: Sequence[torch.Tensor], vocab_size: int, dim: int, window: int = 5, alpha: float = 0.75, seed: int = 0
+) -> torch.Tensor:
+    r"""Word vectors from a corpus's own co-occurrence statistics: the truncated SVD of
+    its positive PMI matrix (Levy, Goldberg and Dagan 2015, https://aclanthology.org/Q15-1016).
+
+    With :math:`C_{wc}` the times word :math:`c` occurs within ``window`` tokens of word
+    :math:`w` in one document (both directions), :math:`C_w = \sum_c C_{wc}` and the
+    smoothed context counts :math:`C_c^\alpha`,
+
+    .. math::
+
+        \mathrm{PPMI}_{wc} = \max\Big(0, \log \frac{C_{wc} \sum_{c'} C_{c'}^\alpha}{C_w C_c^\alpha}\Big),
+        \qquad \mathrm{PPMI} \approx U_k S_k V_k^\top,\qquad v_w = \frac{(U_k S_k^{1/2})_w}{\lVert (U_k S_k^{1/2})_w \rVert}
+
+    (``alpha`` = 0.75 damps the PMI of rare contexts). Rows of words without contexts
+    are zero; with fewer than ``dim`` words the last columns are zero.
+
+    Args:
+        docs: Token ids of each document, ``(L_i,)`` int64 in ``[0, vocab_size)``.
+        vocab_size: Rows of the result.
+        dim: Columns of the result, :math:`k`.
+        window: Context window in tokens on each side.
+        alpha: Context-distribution smoothing exponent.
+        seed: Seed of the randomized SVD.
+
+    Returns:
+        ``(vocab_size, dim)`` float32, rows of unit length (or zero).
+
+    Example:
+        >>> import torch
+        >>> docs = [torch.tensor([2, 3, 4]), torch.tensor([2, 3, 5])]
+        >>> v = ppmi_svd_vectors(docs, vocab_size=6, dim=2, window=1)
+        >>> tuple(v.shape), float(v[0].abs().sum())   # word 0 never occurs: a zero row
+        ((6, 2), 0.0)
+    """
+    import numpy as np
+    import scipy.sparse as sp
+    from sklearn.utils.extmath import randomized_svd
+
+    if dim < 1 or window < 1:
+        raise ValueError(f"word vectors need dim >= 1 and window >= 1, got dim={dim}, window={window}")
+    out = np.zeros((vocab_size, dim), dtype=np.float32)
+    lengths = np.array([len(d) for d in docs], dtype=np.int64)
+    if not lengths.sum():
+        return torch.from_numpy(out)
+    ids = torch.cat([d.reshape(-1) for d in docs]).numpy()
+    doc = np.repeat(np.arange(len(docs)), lengths)
+    rows, cols = [], []
+    for k in range(1, window + 1):  # one vectorised pass per offset
+        same = doc[:-k] == doc[k:]
+        rows.append(ids[:-k][same])
+        cols.append(ids[k:][same])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    counts = sp.coo_matrix((np.ones(2 * len(r)), (np.concatenate([r, c]), np.concatenate([c, r]))),
+                           shape=(vocab_size, vocab_size)).tocsr()  # duplicates summed
+    coo = counts.tocoo()
+    if not coo.nnz:
+        return torch.from_numpy(out)
+    word = np.asarray(counts.sum(1)).ravel()
+    context = np.asarray(counts.sum(0)).ravel() ** alpha
+    pmi = np.log(coo.data * context.sum() / (word[coo.row] * context[coo.col]))
+    keep = pmi > 0
+    ppmi = sp.csr_matrix((pmi[keep], (coo.row[keep], coo.col[keep])), shape=(vocab_size, vocab_size))
+    k = min(dim, vocab_size)
+    u, s, _ = randomized_svd(ppmi, n_components=k, random_state=seed)
+    # directions beyond the matrix's rank are arbitrary: they get no weight
+    vec = u * np.sqrt(np.where(s > 1e-6 * s.max(initial=0.0), s, 0.0))
+    norm = np.linalg.norm(vec, axis=1, keepdims=True)
+    # rounding leaves words without contexts a trace (1e-17), not a direction
+    out[:, :k] = np.divide(vec, norm, out=np.zeros_like(vec), where=norm > 1e-6 * norm.max(initial=0.0))
+    return torch.from_numpy(out)
+
+
 #: Default of ``max_tokens``: words kept per document. Far above every shipped corpus
 #: (WebKB, the longest, is cut to 400 by its experiment), it bounds the word nodes one
 #: pasted book or log file can add to a batch; ``graphmm.train`` counts truncations.
@@ -110,6 +185,10 @@ class TextGraphBuilder:
         max_tokens: truncate longer texts to this many tokens (``None``: keep all).
             Default: :data:`TEXT_MAX_TOKENS` (2048).
         hash_buckets: buckets of the pre-fit hashing scheme.
+        word_vectors: width of the word vectors :meth:`fit` computes from the training
+            texts (:func:`ppmi_svd_vectors`), with which :meth:`init_encoder` starts the
+            word embedding; ``0``: none, the embedding starts at random.
+        vector_window: their context window, in tokens on each side.
     """
 
     def __init__(
@@ -119,9 +198,13 @@ class TextGraphBuilder:
         min_freq: int = 1,
         max_tokens: int | None = TEXT_MAX_TOKENS,
         hash_buckets: int = 4096,
+        word_vectors: int = 0,
+        vector_window: int = 5,
     ) -> None:
         if hash_buckets < 1:
             raise ValueError(f"hash_buckets must be >= 1, got {hash_buckets}")
+        if word_vectors < 0 or vector_window < 1:
+            raise ValueError(f"word_vectors must be >= 0 and vector_window >= 1, got {word_vectors}, {vector_window}")
         if max_tokens is not None and max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1 or None, got {max_tokens}")
         self.window = int(window)
@@ -129,7 +212,11 @@ class TextGraphBuilder:
         self.min_freq = int(min_freq)
         self.max_tokens = max_tokens
         self.hash_buckets = int(hash_buckets)
+        self.word_vectors = int(word_vectors)
+        self.vector_window = int(vector_window)
         self.vocab: Vocab | None = None
+        # private: the vectors start the model, they do not change the graphs (nor the cache key)
+        self._vectors: torch.Tensor | None = None
 
     @property
     def relations(self) -> list[tuple[str, str, str]]:
@@ -181,9 +268,30 @@ class TextGraphBuilder:
         return next(islice(_TOKEN_RE.finditer(text.lower()), self.max_tokens, None), None) is not None
 
     def fit(self, texts: Iterable[str]) -> TextGraphBuilder:
-        """Build the vocabulary from training texts. Returns ``self``."""
-        self.vocab = Vocab.build((self.tokens(t) for t in texts), min_freq=self.min_freq)
+        """Build the vocabulary from training texts, and with ``word_vectors`` their
+        PPMI-SVD word vectors (:func:`ppmi_svd_vectors`). Returns ``self``."""
+        docs = [self.tokens(t) for t in texts]
+        self.vocab = Vocab.build(docs, min_freq=self.min_freq)
+        self._vectors = None
+        if self.word_vectors:
+            self._vectors = ppmi_svd_vectors([self.vocab.lookup(d) for d in docs], len(self.vocab),
+                                             self.word_vectors, self.vector_window)
         return self
+
+    @property
+    def vectors(self) -> torch.Tensor | None:
+        """``(vocab_size, word_vectors)`` word vectors of the training texts, or ``None``
+        (``word_vectors=0``, or not fitted)."""
+        return self._vectors
+
+    def init_encoder(self, encoder: nn.Module) -> bool:
+        """Start the ``word`` encoder's embedding from :attr:`vectors`, where it has some
+        (:meth:`graphmm.modalities.text.WordEncoder.load_vectors`); else leave it.
+        Returns whether it did."""
+        if self._vectors is None or not hasattr(encoder, "load_vectors"):
+            return False
+        encoder.load_vectors(self._vectors)
+        return True
 
     def ids(self, tokens: Sequence[str]) -> torch.Tensor:
         """Token ids, shape ``(len(tokens),)``, int64 (see the class docstring)."""
@@ -223,10 +331,14 @@ class TextGraphBuilder:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"vocab": self.vocab.state_dict() if self.vocab is not None else None}
+        state: dict[str, Any] = {"vocab": self.vocab.state_dict() if self.vocab is not None else None}
+        if self._vectors is not None:
+            state["vectors"] = self._vectors
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.vocab = Vocab.from_state_dict(state["vocab"]) if state.get("vocab") else None
+        self._vectors = state.get("vectors")
 
     def __repr__(self) -> str:
         return (

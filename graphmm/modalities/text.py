@@ -7,10 +7,12 @@ and ``cooccur``), encoder :class:`WordEncoder`, schema :class:`TextGraphConf`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
 
+import torch
 from torch import Tensor, nn
 
 from graphmm.graphs.text import TEXT_MAX_TOKENS, TextGraphBuilder  # noqa: F401 - re-exported
@@ -33,6 +35,8 @@ class TextGraphConf:
     min_freq: int = library_default(_B, "min_freq")
     max_tokens: Optional[int] = library_default(_B, "max_tokens")
     hash_buckets: int = library_default(_B, "hash_buckets")
+    word_vectors: int = library_default(_B, "word_vectors")
+    vector_window: int = library_default(_B, "vector_window")
 
 
 class WordEncoder(nn.Module):
@@ -57,6 +61,20 @@ class WordEncoder(nn.Module):
     def reset_parameters(self) -> None:
         # unit-scale embeddings keep tokens on the scale of the position code
         nn.init.normal_(self.embed.weight)
+
+    @torch.no_grad()
+    def load_vectors(self, vectors: Tensor) -> None:
+        r"""Start the embedding from word vectors ``(in_dim, d)`` of unit or zero rows
+        (:func:`graphmm.graphs.text.ppmi_svd_vectors`): each word with a vector gets it,
+        times :math:`\sqrt{d}`, in its first :math:`\min(d, \text{hidden})` columns (so its
+        entries have the unit scale of the random start); the other columns and the words
+        without a vector keep their random start."""
+        if vectors.dim() != 2 or vectors.shape[0] != self.in_dim:
+            raise ValueError(f"word vectors must be ({self.in_dim}, d) for this vocabulary, got {tuple(vectors.shape)}")
+        d = min(vectors.shape[1], self.embed.embedding_dim)
+        known = vectors.norm(dim=1) > 0
+        weight = self.embed.weight
+        weight[known, :d] = vectors[known, :d].to(weight) * math.sqrt(vectors.shape[1])
 
     def forward(self, data: Mapping[str, Tensor]) -> Tensor:
         token = node_field(data, "word", "token")
