@@ -224,6 +224,8 @@ class ModelConf(GNNConf):
     wide_c: List[float] = field(default_factory=lambda: list(library_default(_CLASSIFIER, "wide_c")))
     wide_folds: int = library_default(_CLASSIFIER, "wide_folds")
     wide_weighting: List[str] = field(default_factory=lambda: list(library_default(_CLASSIFIER, "wide_weighting")))
+    # weight of auxiliary per-modality classification losses (0: none)
+    modality_heads: float = library_default(_CLASSIFIER, "modality_heads")
 
 
 @dataclass
@@ -434,6 +436,8 @@ def _check_model(m: DictConfig) -> None:
             raise ConfigError(f"model.{key} must be >= 1, got {m[key]}")
     if not 0.0 <= m.dropout < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {m.dropout}")
+    if m.get("modality_heads", 0.0) < 0:
+        raise ConfigError(f"model.modality_heads must be >= 0 (0: no per-modality heads), got {m.modality_heads}")
     for ntype, spec in (m.get("encoders") or {}).items():
         if spec is not None and spec.type not in featurizer_types():
             raise ConfigError(f"model.encoders.{ntype}.type={spec.type!r} is not one of {featurizer_types()}")

@@ -239,6 +239,12 @@ class ClassificationTask(Task):
         return builder.collate
 
     def loss(self, model: torch.nn.Module, g: dgl.DGLGraph, y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+        inner = getattr(model, "module", model)  # through DDP's wrapper
+        if getattr(inner, "modality_heads", None) is not None:
+            # the per-modality heads' auxiliary loss (GraphClassifier(modality_heads=...))
+            logits, per_type = model(g, modality_logits=True)
+            return (F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+                    + inner.modality_loss(g, per_type, y, label_smoothing))
         return F.cross_entropy(model(g), y, label_smoothing=label_smoothing)
 
     @torch.no_grad()

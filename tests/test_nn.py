@@ -579,3 +579,45 @@ def test_model_encode_and_hydra_instantiate() -> None:
     assert small.canonical_etypes == [e for e in SCHEMA if e[0] == e[2] == "word"]
     assert small(g).shape == (2, 2)
 
+
+
+def test_modality_heads_loss_follows_its_definition_and_trains_every_head() -> None:
+    import torch.nn.functional as F
+
+    from graphmm.tasks import ClassificationTask
+
+    torch.manual_seed(0)
+    model = make_model("gat", modality_heads=0.5)
+    assert sorted(model.modality_heads) == ["frame", "patch", "word"]
+    samples = [make_sample(5, 0, 0, seed=1), make_sample(0, 4, 3, seed=2), make_sample(4, 3, 5, seed=3)]
+    g, y = dgl.batch(samples), torch.tensor([0, 1, 2])
+    model.eval()
+    with torch.no_grad():
+        logits, per_type = model(g, modality_logits=True)
+        torch.testing.assert_close(logits, model(g))  # the heads do not change the prediction
+        states = model.encode(g)
+        pooled, present = model.readout.pool_types(g, states)
+        # the definition, one type and one sample at a time
+        terms = []
+        for i, t in enumerate(model.readout.ntypes):
+            rows = [b for b in range(3) if present[b, i]]
+            own = model.modality_heads[t](pooled[t])
+            torch.testing.assert_close(per_type[t], own)
+            terms.append(torch.stack([F.cross_entropy(own[b:b + 1], y[b:b + 1]) for b in rows]).mean())
+        expected = F.cross_entropy(logits, y) + 0.5 * torch.stack(terms).mean()
+        torch.testing.assert_close(ClassificationTask().loss(model, g, y, 0.0), expected)
+    # every head gets a gradient from the samples that have its type (here: all three types)
+    model.train()
+    ClassificationTask().loss(model, g, y, 0.0).backward()
+    assert all(h.weight.grad is not None and h.weight.grad.abs().sum() > 0 for h in model.modality_heads.values())
+    # a batch without a type: its term is 0, not NaN
+    text_only = dgl.batch([make_sample(5, 0, 0, seed=4)])
+    _, per_type = model(text_only, modality_logits=True)
+    assert torch.isfinite(model.modality_loss(text_only, per_type, torch.tensor([1])))
+    # without heads: plain cross-entropy, and asking for them is an error
+    plain = make_model("gat")
+    assert plain.modality_heads is None
+    with pytest.raises(ValueError, match="modality_heads > 0"):
+        plain(g, modality_logits=True)
+    with pytest.raises(ValueError, match="modality_heads must be >= 0"):
+        make_model("gat", modality_heads=-1.0)

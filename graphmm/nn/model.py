@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import dgl
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .encoders import NodeEncoders
@@ -81,6 +83,13 @@ class GraphClassifier(nn.Module):
         fused: Run each GNN layer's relations as one fused computation where the conv
             allows it (see :class:`HeteroGNN`); the same function and parameters as one
             module per relation (``False``). Default: ``True``.
+        modality_heads: Weight :math:`\lambda` of auxiliary per-modality losses: a linear
+            head per pooled node type classifies each sample from that type's pooled
+            state alone, and training adds :math:`\lambda` times the mean over types of
+            their cross-entropy on the samples that have the type
+            (:meth:`modality_loss`), so that no modality's features stay idle behind
+            another's (a missing modality then costs less). The heads are not used for
+            prediction. ``0``: none. Default: ``0.0``.
 
     Example:
         >>> import dgl, torch
@@ -135,6 +144,7 @@ class GraphClassifier(nn.Module):
         wide_folds: int = 5,
         wide_weighting: Sequence[str] = ("tfidf", "nb"),
         fused: bool = True,
+        modality_heads: float = 0.0,
     ) -> None:
         super().__init__()
         if not in_dims:
@@ -186,6 +196,11 @@ class GraphClassifier(nn.Module):
         self.wide = WidePath(in_dims, num_classes, terms, buckets=wide_buckets) if terms else None
         self.wide_c, self.wide_folds = tuple(float(c) for c in wide_c), int(wide_folds)
         self.wide_weighting = tuple(check_weightings(wide_weighting))  # a config error before any data is read
+        if not modality_heads >= 0:
+            raise ValueError(f"model.modality_heads must be >= 0, got {modality_heads}")
+        self.modality_weight = float(modality_heads)
+        self.modality_heads = (nn.ModuleDict({t: nn.Linear(hidden, num_classes) for t in pooled})
+                               if modality_heads > 0 else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -194,6 +209,8 @@ class GraphClassifier(nn.Module):
         self.gnn.reset_parameters()
         self.readout.reset_parameters()
         self.head.reset_parameters()
+        for head in (self.modality_heads or {}).values():
+            head.reset_parameters()
         if self.wide is not None:
             self.wide.reset_parameters()
             # the model starts as the (fitted) linear model; the graph learns the rest
@@ -213,9 +230,48 @@ class GraphClassifier(nn.Module):
         """Node states after message passing, ``dict[ntype, (N_ntype, hidden)]``."""
         return self.gnn(g, self.encoders(g))
 
-    def forward(self, g: dgl.DGLGraph) -> Tensor:
-        """Logits ``(B, num_classes)`` for a (batched) heterograph."""
-        return self._logits(g, self.encode(g))
+    def forward(self, g: dgl.DGLGraph, modality_logits: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        """Logits ``(B, num_classes)`` for a (batched) heterograph.
+
+        With ``modality_logits`` (a model built with ``modality_heads > 0``; training
+        calls it so, through any wrapper such as DDP) also each pooled node type's own
+        logits ``dict[ntype, (B, num_classes)]``, for :meth:`modality_loss`.
+        """
+        states = self.encode(g)
+        logits = self._logits(g, states)
+        if not modality_logits:
+            return logits
+        if self.modality_heads is None:
+            raise ValueError("modality_logits=True needs a model built with modality_heads > 0")
+        pooled, _ = self.readout.pool_types(g, states)
+        return logits, {t: head(pooled[t]) for t, head in self.modality_heads.items()}
+
+    def modality_loss(self, g: dgl.DGLGraph, per_type: Mapping[str, Tensor], y: Tensor,
+                      label_smoothing: float = 0.0) -> Tensor:
+        r"""The auxiliary loss of ``modality_heads``:
+
+        .. math::
+
+            \lambda \frac{1}{T} \sum_t \frac{\sum_b m_{b,t}\,\mathrm{CE}(W_t p_{b,t} + c_t,\, y_b)}{\max(1, \sum_b m_{b,t})}
+
+        over the pooled types :math:`t`, with presence :math:`m_{b,t}` (sample :math:`b`
+        has nodes of type :math:`t`) and pooled states :math:`p_{b,t}`.
+
+        Args:
+            g: The batch the logits came from (for the presence mask).
+            per_type: ``dict[ntype, (B, num_classes)]`` of :meth:`forward`.
+            y: Labels ``(B,)``.
+            label_smoothing: As the main loss's.
+
+        Returns:
+            A scalar.
+        """
+        present = self.readout.presence(g).to(next(iter(per_type.values())).dtype)  # (B, T)
+        losses = []
+        for i, t in enumerate(self.readout.ntypes):
+            ce = F.cross_entropy(per_type[t], y, reduction="none", label_smoothing=label_smoothing)
+            losses.append((ce * present[:, i]).sum() / present[:, i].sum().clamp(min=1))
+        return self.modality_weight * torch.stack(losses).mean()
 
     def _logits(self, g: dgl.DGLGraph, states: Mapping[str, Tensor]) -> Tensor:
         logits = self.head(self.readout(g, states))
