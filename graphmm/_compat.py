@@ -401,9 +401,12 @@ def runs_as_command(argv: Sequence[str] | None = None) -> bool:
         argv: The interpreter's command line; default :data:`sys.orig_argv`.
     """
     args = list(sys.orig_argv if argv is None else argv)[1:]
+    # the interpreter's own options first (torchrun starts its workers with `python -u -m ...`)
+    while args and args[0].startswith("-") and args[0] not in ("-m", "-c", "-"):
+        args = args[2:] if args[0] in ("-X", "-W") else args[1:]
     if len(args) >= 2 and args[0] == "-m":
         return args[1] == "graphmm" or args[1].startswith("graphmm.")
-    return bool(args) and Path(args[0]).name == "graphmm"
+    return bool(args) and not args[0].startswith("-") and Path(args[0]).name == "graphmm"
 
 
 def import_dgl() -> None:

@@ -438,6 +438,9 @@ def _check_model(m: DictConfig) -> None:
         raise ConfigError(f"model.dropout must be in [0, 1), got {m.dropout}")
     if m.get("modality_heads", 0.0) < 0:
         raise ConfigError(f"model.modality_heads must be >= 0 (0: no per-modality heads), got {m.modality_heads}")
+    if m.get("modality_heads", 0.0) > 0 and m.get("_target_") != _CLASSIFIER:
+        raise ConfigError(f"model.modality_heads={m.modality_heads} needs the graph classifier ({_CLASSIFIER}); "
+                          f"model._target_={m.get('_target_')!r} has no per-modality heads")
     for ntype, spec in (m.get("encoders") or {}).items():
         if spec is not None and spec.type not in featurizer_types():
             raise ConfigError(f"model.encoders.{ntype}.type={spec.type!r} is not one of {featurizer_types()}")

@@ -100,6 +100,11 @@ def test_runs_as_command_reads_the_interpreters_command_line():
     assert not runs_as_command(["python", "-c", "import graphmm"])
     assert not runs_as_command(["python", "my_script.py"])
     assert not runs_as_command(["python"])
+    # the interpreter's options come first (torchrun: python -u -m ...)
+    assert runs_as_command(["python", "-u", "-m", "graphmm.train"])
+    assert runs_as_command(["python", "-X", "importtime", "-W", "ignore", "-O", "-m", "graphmm", "predict"])
+    assert not runs_as_command(["python", "-u", "-c", "import graphmm"])
+    assert not runs_as_command(["python", "-X", "importtime", "script.py"])
 
 
 def test_importing_graphmm_freezes_the_collector_only_in_a_command_process():
@@ -109,12 +114,11 @@ def test_importing_graphmm_freezes_the_collector_only_in_a_command_process():
     assert program.returncode == 0, program.stderr
     enabled, frozen = program.stdout.split()
     assert enabled == "True" and int(frozen) == 0  # a user's program: the collector as it was
-    # `python -m graphmm` imports the package (and DGL) before its __main__ runs
-    command = subprocess.run([sys.executable, "-m", "graphmm", "--help"], capture_output=True, text=True, env=env,
-                             timeout=300)
-    assert command.returncode == 0, command.stderr
+    # `python -m graphmm` imports the package (and DGL) before its __main__ runs: seen as that
+    # process's command line, the import freezes what it made
     probe = ("import gc, sys; sys.orig_argv = [sys.executable, '-m', 'graphmm']; import graphmm; "
              "print(gc.isenabled(), gc.get_freeze_count())")
     frozen_run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+    assert frozen_run.returncode == 0, frozen_run.stderr
     enabled, frozen = frozen_run.stdout.split()
     assert enabled == "True" and int(frozen) > 100_000, frozen_run.stderr

@@ -132,6 +132,7 @@ def test_wrong_type_fails_naming_the_key(make_cfg, override, key):
         (["trainer.device=tpu"], "trainer.device"),
         (["trainer.cache_memory_mb=-1"], "trainer.cache_memory_mb must be >= 0"),
         (["model.modality_heads=-0.5"], "model.modality_heads must be >= 0"),
+        (["model=late_fusion", "model.modality_heads=0.5"], "needs the graph classifier"),
     ],
 )
 def test_impossible_combinations_fail_naming_the_key(make_cfg, overrides, match):

@@ -515,7 +515,7 @@ def test_word_vectors_are_fitted_on_training_text_and_start_the_word_embedding(t
     # words of the same contexts are nearer than words of others
     assert cos[stoi["cat"], stoi["dog"]] > cos[stoi["cat"], stoi["car"]]
     assert cos[stoi["car"], stoi["bus"]] > cos[stoi["car"], stoi["dog"]]
-    # refitting on other text replaces them; the state (with the vectors) survives a safe load
+    # the state (with the vectors) survives a safe load
     torch.save(builder.state_dict(), tmp_path / "b.pt")
     again = MultimodalGraphBuilder(text=TextGraphBuilder(word_vectors=8, vector_window=2), image=None, audio=None)
     again.load_state_dict(torch.load(tmp_path / "b.pt", weights_only=True))

@@ -412,7 +412,7 @@ class ClipTextGraphBuilder(_ClipSource, TextGraphBuilder):
     Args:
         name, checkpoint, pretrained, frozen, layer, joint, cache, cache_dir, device,
             batch_size: as for :class:`ClipImageGraphBuilder` (``batch_size`` counts texts).
-        window, next, min_freq, max_tokens, hash_buckets: as for
+        window, next, min_freq, max_tokens, hash_buckets, word_vectors: as for
             :class:`~graphmm.graphs.TextGraphBuilder` (the ``token`` ids stay, for
             ``type: learned`` encoders and for inspection).
     """
@@ -431,6 +431,7 @@ class ClipTextGraphBuilder(_ClipSource, TextGraphBuilder):
         min_freq: int = 1,
         max_tokens: int | None = None,
         hash_buckets: int = 4096,
+        word_vectors: int = 0,
         joint: bool = False,
         cache: bool = True,
         cache_dir: str | None = None,
@@ -438,7 +439,8 @@ class ClipTextGraphBuilder(_ClipSource, TextGraphBuilder):
         batch_size: int = 64,
     ) -> None:
         TextGraphBuilder.__init__(
-            self, window=window, next=next, min_freq=min_freq, max_tokens=max_tokens, hash_buckets=hash_buckets
+            self, window=window, next=next, min_freq=min_freq, max_tokens=max_tokens, hash_buckets=hash_buckets,
+            word_vectors=word_vectors,
         )
         self.dims = text_config(name)
         self._init_source(name, checkpoint, pretrained, frozen, layer, joint, cache, cache_dir, device,

@@ -255,7 +255,8 @@ class MultimodalGraphBuilder:
         return done
 
     def state_dict(self) -> dict[str, Any]:
-        """Fitted state as plain Python types (safe for ``torch.load(weights_only=True)``).
+        """Fitted state as plain Python types and tensors (safe for ``torch.load(weights_only=True)``;
+        the text builder's word vectors are a tensor).
 
         The built-in modalities keep the keys of earlier versions (``text``,
         ``image_channels``, ``image_size``, ``audio``), so older checkpoints load; every

@@ -130,14 +130,13 @@ def ppmi_svd_vectors(
         return torch.from_numpy(out)
     ids = torch.cat([d.reshape(-1) for d in docs]).numpy()
     doc = np.repeat(np.arange(len(docs)), lengths)
-    rows, cols = [], []
-    for k in range(1, window + 1):  # one vectorised pass per offset
+    counts = sp.csr_matrix((vocab_size, vocab_size), dtype=np.float64)
+    for k in range(1, window + 1):  # one vectorised pass per offset, summed as it goes (memory: one offset's pairs)
         same = doc[:-k] == doc[k:]
-        rows.append(ids[:-k][same])
-        cols.append(ids[k:][same])
-    r, c = np.concatenate(rows), np.concatenate(cols)
-    counts = sp.coo_matrix((np.ones(2 * len(r)), (np.concatenate([r, c]), np.concatenate([c, r]))),
-                           shape=(vocab_size, vocab_size)).tocsr()  # duplicates summed
+        r, c = ids[:-k][same], ids[k:][same]
+        counts = counts + sp.coo_matrix((np.ones(len(r), dtype=np.float32), (r, c)),
+                                        shape=(vocab_size, vocab_size)).tocsr()  # duplicates summed
+    counts = counts + counts.T  # both directions
     coo = counts.tocoo()
     if not coo.nnz:
         return torch.from_numpy(out)
@@ -188,7 +187,8 @@ class TextGraphBuilder:
         word_vectors: width of the word vectors :meth:`fit` computes from the training
             texts (:func:`ppmi_svd_vectors`), with which :meth:`init_encoder` starts the
             word embedding; ``0``: none, the embedding starts at random.
-        vector_window: their context window, in tokens on each side.
+        vector_window: their context window, in tokens on each side (a library
+            option; the Hydra schema leaves it at its default).
     """
 
     def __init__(
@@ -215,7 +215,8 @@ class TextGraphBuilder:
         self.word_vectors = int(word_vectors)
         self.vector_window = int(vector_window)
         self.vocab: Vocab | None = None
-        # private: the vectors start the model, they do not change the graphs (nor the cache key)
+        # private, so not part of the feature cache's key (builder_cache_key): the vectors
+        # start the model and never change the graphs
         self._vectors: torch.Tensor | None = None
 
     @property

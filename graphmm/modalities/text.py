@@ -36,7 +36,6 @@ class TextGraphConf:
     max_tokens: Optional[int] = library_default(_B, "max_tokens")
     hash_buckets: int = library_default(_B, "hash_buckets")
     word_vectors: int = library_default(_B, "word_vectors")
-    vector_window: int = library_default(_B, "vector_window")
 
 
 class WordEncoder(nn.Module):

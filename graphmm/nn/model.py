@@ -85,11 +85,11 @@ class GraphClassifier(nn.Module):
             module per relation (``False``). Default: ``True``.
         modality_heads: Weight :math:`\lambda` of auxiliary per-modality losses: a linear
             head per pooled node type classifies each sample from that type's pooled
-            state alone, and training adds :math:`\lambda` times the mean over types of
-            their cross-entropy on the samples that have the type
+            states (after message passing, so they also carry what reached them from
+            other modalities), and training adds :math:`\lambda` times the mean over the
+            batch's types of their cross-entropy on the samples that have the type
             (:meth:`modality_loss`), so that no modality's features stay idle behind
-            another's (a missing modality then costs less). The heads are not used for
-            prediction. ``0``: none. Default: ``0.0``.
+            another's. The heads are not used for prediction. ``0``: none. Default: ``0.0``.
 
     Example:
         >>> import dgl, torch
@@ -238,12 +238,14 @@ class GraphClassifier(nn.Module):
         logits ``dict[ntype, (B, num_classes)]``, for :meth:`modality_loss`.
         """
         states = self.encode(g)
-        logits = self._logits(g, states)
         if not modality_logits:
-            return logits
+            return self._logits(g, states)
         if self.modality_heads is None:
             raise ValueError("modality_logits=True needs a model built with modality_heads > 0")
-        pooled, _ = self.readout.pool_types(g, states)
+        pooled, present = self.readout.pool_types(g, states)  # pooled once, for both heads
+        logits = self.head(self.readout.fuse(pooled, present))
+        if self.wide is not None:
+            logits = logits + self.wide(g)
         return logits, {t: head(pooled[t]) for t, head in self.modality_heads.items()}
 
     def modality_loss(self, g: dgl.DGLGraph, per_type: Mapping[str, Tensor], y: Tensor,
@@ -252,10 +254,12 @@ class GraphClassifier(nn.Module):
 
         .. math::
 
-            \lambda \frac{1}{T} \sum_t \frac{\sum_b m_{b,t}\,\mathrm{CE}(W_t p_{b,t} + c_t,\, y_b)}{\max(1, \sum_b m_{b,t})}
+            \lambda \frac{1}{|T_B|} \sum_{t \in T_B} \frac{\sum_b m_{b,t}\,\mathrm{CE}(W_t p_{b,t} + c_t,\, y_b)}{\sum_b m_{b,t}}
 
-        over the pooled types :math:`t`, with presence :math:`m_{b,t}` (sample :math:`b`
-        has nodes of type :math:`t`) and pooled states :math:`p_{b,t}`.
+        over the pooled types :math:`T_B` that some sample of the batch has, with presence
+        :math:`m_{b,t}` (sample :math:`b` has nodes of type :math:`t`) and pooled states
+        :math:`p_{b,t}`; so the weight of each present type does not depend on which
+        others the batch lacks. ``0`` for a batch without any pooled type.
 
         Args:
             g: The batch the logits came from (for the presence mask).
@@ -267,11 +271,11 @@ class GraphClassifier(nn.Module):
             A scalar.
         """
         present = self.readout.presence(g).to(next(iter(per_type.values())).dtype)  # (B, T)
-        losses = []
-        for i, t in enumerate(self.readout.ntypes):
-            ce = F.cross_entropy(per_type[t], y, reduction="none", label_smoothing=label_smoothing)
-            losses.append((ce * present[:, i]).sum() / present[:, i].sum().clamp(min=1))
-        return self.modality_weight * torch.stack(losses).mean()
+        ce = torch.stack([F.cross_entropy(per_type[t], y, reduction="none", label_smoothing=label_smoothing)
+                          for t in self.readout.ntypes], 1)  # (B, T)
+        count = present.sum(0)  # (T,)
+        per_type_loss = (ce * present).sum(0) / count.clamp(min=1)
+        return self.modality_weight * per_type_loss.sum() / (count > 0).sum().clamp(min=1)
 
     def _logits(self, g: dgl.DGLGraph, states: Mapping[str, Tensor]) -> Tensor:
         logits = self.head(self.readout(g, states))

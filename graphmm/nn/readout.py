@@ -188,7 +188,11 @@ class TypeReadout(nn.Module):
         Returns:
             ``(B, out_dim)``.
         """
-        pooled, present = self.pool_types(g, h)
+        return self.fuse(*self.pool_types(g, h))
+
+    def fuse(self, pooled: Mapping[str, Tensor], present: Tensor) -> Tensor:
+        """Fuse what :meth:`pool_types` gives: ``dict[ntype, (B, d)]`` and the ``(B, T)``
+        presence mask, to ``(B, out_dim)``."""
         stacked = torch.stack([pooled[t] for t in self.ntypes], dim=1)  # (B, T, d)
         if self.fusion == "concat":
             mask = present.to(stacked.dtype)
