@@ -196,11 +196,8 @@ class GraphClassifier(nn.Module):
         self.wide = WidePath(in_dims, num_classes, terms, buckets=wide_buckets) if terms else None
         self.wide_c, self.wide_folds = tuple(float(c) for c in wide_c), int(wide_folds)
         self.wide_weighting = tuple(check_weightings(wide_weighting))  # a config error before any data is read
-        if not modality_heads >= 0:
-            raise ValueError(f"model.modality_heads must be >= 0, got {modality_heads}")
         self.modality_weight = float(modality_heads)
-        self.modality_heads = (nn.ModuleDict({t: nn.Linear(hidden, num_classes) for t in pooled})
-                               if modality_heads > 0 else None)
+        self.modality_heads = _modality_heads(pooled, hidden, num_classes, modality_heads)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -330,3 +327,10 @@ class GraphClassifier(nn.Module):
             )
         states, attention = self.gnn(g, self.encoders(g), return_attention=True)
         return self._logits(g, states), attention
+
+
+def _modality_heads(ntypes: Sequence[str], hidden: int, num_classes: int, weight: float) -> nn.ModuleDict | None:
+    """``GraphClassifier(modality_heads=weight)``'s linear head per pooled type, or ``None`` at 0."""
+    if not weight >= 0:
+        raise ValueError(f"model.modality_heads must be >= 0, got {weight}")
+    return nn.ModuleDict({t: nn.Linear(hidden, num_classes) for t in ntypes}) if weight > 0 else None
