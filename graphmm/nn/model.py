@@ -240,9 +240,7 @@ class GraphClassifier(nn.Module):
         if self.modality_heads is None:
             raise ValueError("modality_logits=True needs a model built with modality_heads > 0")
         pooled, present = self.readout.pool_types(g, states)  # pooled once, for both heads
-        logits = self.head(self.readout.fuse(pooled, present))
-        if self.wide is not None:
-            logits = logits + self.wide(g)
+        logits = self._head_logits(g, self.readout.fuse(pooled, present))
         return logits, {t: head(pooled[t]) for t, head in self.modality_heads.items()}
 
     def modality_loss(self, g: dgl.DGLGraph, per_type: Mapping[str, Tensor], y: Tensor,
@@ -275,7 +273,11 @@ class GraphClassifier(nn.Module):
         return self.modality_weight * per_type_loss.sum() / (count > 0).sum().clamp(min=1)
 
     def _logits(self, g: dgl.DGLGraph, states: Mapping[str, Tensor]) -> Tensor:
-        logits = self.head(self.readout(g, states))
+        return self._head_logits(g, self.readout(g, states))
+
+    def _head_logits(self, g: dgl.DGLGraph, z: Tensor) -> Tensor:
+        """The head on the fused readout ``z (B, out_dim)``, plus the wide path's logits."""
+        logits = self.head(z)
         return logits if self.wide is None else logits + self.wide(g)
 
     def explain(self, g: dgl.DGLGraph) -> tuple[Tensor, dict[CanonicalEType, list[Tensor]]]:
